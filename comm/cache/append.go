@@ -1,0 +1,244 @@
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/crc32"
+)
+
+// minTail is the smallest buffer allocated for an open tail segment. Tails
+// grow by doubling up to SegmentSize, so a small channel costs little.
+const minTail = 4 << 10
+
+// sealEvent is a segment that became immutable, reported to OnSeal once
+// the writer holds no lock.
+type sealEvent struct {
+	seg  *segment
+	data []byte
+}
+
+// Append writes p at offset off of k's stream and returns the stream's
+// length afterwards (also on error). It creates the stream when off is 0
+// and the key is unknown, so Append(k, 0, nil) creates an empty stream.
+//
+// Bytes of p below the current length are compared with the stored ones:
+// identical bytes are dropped silently (the replay of a restarted writer),
+// differing ones fail with ErrDiverged and nothing is written. Bytes at and
+// beyond the length are appended. The checks come in this order:
+// off > length is ErrGap; a differing overlap is ErrDiverged; new bytes on
+// a sealed stream are ErrSealed (an identical replay of a sealed stream
+// succeeds).
+//
+// The payload is written segment by segment. An error after some segments
+// (ErrFull in a memory-only store, ErrSpill, ErrNotFound when the stream
+// is deleted meanwhile) leaves the bytes below the returned length stored;
+// a retry at any offset up to that length is safe.
+//
+// One writer per key is expected; concurrent Appends on one key are safe
+// but interleave segment by segment. Errors: ErrGap, ErrDiverged,
+// ErrSealed, ErrOffset (off < 0), ErrFull, ErrSpill, ErrCorrupt (comparing
+// with a damaged spill file), ErrNotFound, ErrClosed.
+func (s *Store) Append(k Key, off int64, p []byte) (length int64, err error) {
+	if off < 0 {
+		return 0, fmt.Errorf("cache: append %v at %d: %w", k, off, ErrOffset)
+	}
+	st, err := s.acquireOrCreate(k, off == 0)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			err = ErrGap // an unknown stream has length 0
+		}
+		return 0, fmt.Errorf("cache: append %v at %d: %w", k, off, err)
+	}
+	defer s.ops.Done()
+	for {
+		n, ev, length, err := s.appendStep(st, off, p)
+		s.fire(k, ev)
+		if err == nil {
+			err = s.maybeSpill()
+		}
+		if err != nil {
+			return length, fmt.Errorf("cache: append %v at %d: %w", k, off, err)
+		}
+		off += int64(n)
+		p = p[n:]
+		if len(p) == 0 {
+			return length, nil
+		}
+	}
+}
+
+// appendStep handles the part of p that lies within the segment holding
+// off: it compares it with stored bytes or appends it. It returns how many
+// bytes of p it consumed (at least one unless p is empty or on error).
+func (s *Store) appendStep(st *stream, off int64, p []byte) (int, sealEvent, int64, error) {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	var n int
+	var ev sealEvent
+	var err error
+	switch length := st.length; {
+	case st.deleted:
+		err = ErrNotFound
+	case off > length:
+		err = fmt.Errorf("%w: length %d", ErrGap, length)
+	case off < length:
+		n, err = s.compare(st, off, p)
+	case len(p) == 0:
+	case st.sealed:
+		err = fmt.Errorf("%w: length %d", ErrSealed, length)
+	default:
+		n, ev, err = s.appendTail(st, p)
+	}
+	return n, ev, st.length, err
+}
+
+// compare checks the bytes of p that lie below the stream's length and
+// within off's segment against the stored ones. st.wmu must be held.
+func (s *Store) compare(st *stream, off int64, p []byte) (int, error) {
+	size := int64(s.cfg.SegmentSize)
+	i := off / size
+	start := i * size
+	end := min(off+int64(len(p)), st.length, start+size-1)
+	var stored []byte
+	if st.tail != nil && int(i) == len(st.segs)-1 {
+		stored = st.tail
+	} else {
+		b, _, err := s.data(st.segs[i]) // Append spills after the step
+		if err != nil {
+			return 0, err
+		}
+		stored = b
+	}
+	n := int(end - off)
+	if !bytes.Equal(stored[off-start:end-start], p[:n]) {
+		return 0, fmt.Errorf("%w: in [%d, %d)", ErrDiverged, off, end)
+	}
+	return n, nil
+}
+
+// appendTail appends as much of p as fits in the open tail segment,
+// opening one if needed, and freezes the tail when it fills up. st.wmu must
+// be held.
+func (s *Store) appendTail(st *stream, p []byte) (int, sealEvent, error) {
+	size := s.cfg.SegmentSize
+	buf := st.tail
+	fresh := buf == nil
+	l := len(buf)
+	n := min(len(p), size-l)
+	if l+n > cap(buf) {
+		nb, err := s.grow(buf, l+n)
+		if err != nil {
+			return 0, sealEvent{}, err
+		}
+		buf = nb
+	}
+	buf = buf[:l+n]
+	copy(buf[l:], p[:n]) // beyond the published length: no reader looks here
+	if fresh {
+		st.tailCRC = 0
+	}
+	st.tailCRC = crc32.Update(st.tailCRC, castagnoli, p[:n])
+	var seg *segment
+	if fresh {
+		seg = &segment{st: st, index: len(st.segs)}
+		s.segments.Add(1)
+	} else {
+		seg = st.segs[len(st.segs)-1]
+	}
+	var ev sealEvent
+	if len(buf) == size {
+		ev = sealEvent{seg, freeze(seg, buf, st.tailCRC)}
+		buf = nil
+	}
+	st.mu.Lock()
+	if fresh {
+		st.segs = append(st.segs, seg)
+	}
+	st.length += int64(n)
+	st.tail = buf
+	st.wakeLocked()
+	st.mu.Unlock()
+	if ev.seg != nil {
+		s.makeResident(seg)
+	}
+	return n, ev, nil
+}
+
+// grow returns a copy of buf with room for need bytes, counting the extra
+// capacity in memBytes. A memory-only store refuses to pass its bound.
+func (s *Store) grow(buf []byte, need int) ([]byte, error) {
+	c := max(2*cap(buf), minTail)
+	for c < need {
+		c *= 2
+	}
+	c = min(c, s.cfg.SegmentSize)
+	delta := int64(c - cap(buf))
+	if m := s.memBytes.Add(delta); s.runDir == "" && m > s.cfg.MemoryBytes {
+		s.memBytes.Add(-delta)
+		return nil, fmt.Errorf("%w: %d bytes in memory, bound %d", ErrFull, m-delta, s.cfg.MemoryBytes)
+	}
+	nb := make([]byte, len(buf), c)
+	copy(nb, buf)
+	return nb, nil
+}
+
+// fire calls OnSeal for ev, if any. No lock may be held.
+func (s *Store) fire(k Key, ev sealEvent) {
+	if ev.seg != nil && s.cfg.OnSeal != nil {
+		s.cfg.OnSeal(k, ev.seg.index, ev.data, ev.seg.crc)
+	}
+}
+
+// Seal marks k's stream complete at length, which must be its current
+// length. The partial last segment, if any, becomes immutable (and is
+// reported to OnSeal). Readers at the end then get io.EOF. Sealing again
+// at the same length does nothing. Seal creates an unknown stream when
+// length is 0 (a channel closed without data).
+// Errors: ErrLength, ErrNotFound, ErrClosed, ErrSpill.
+func (s *Store) Seal(k Key, length int64) error {
+	st, err := s.acquireOrCreate(k, length == 0)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			err = fmt.Errorf("%w: length 0, seal at %d", ErrLength, length)
+		}
+		return fmt.Errorf("cache: seal %v: %w", k, err)
+	}
+	defer s.ops.Done()
+	ev, err := s.seal(st, length)
+	if err != nil {
+		return fmt.Errorf("cache: seal %v: %w", k, err)
+	}
+	s.fire(k, ev)
+	if err := s.maybeSpill(); err != nil {
+		return fmt.Errorf("cache: seal %v: %w", k, err)
+	}
+	return nil
+}
+
+func (s *Store) seal(st *stream, length int64) (sealEvent, error) {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	switch {
+	case st.deleted:
+		return sealEvent{}, ErrNotFound
+	case length != st.length:
+		return sealEvent{}, fmt.Errorf("%w: length %d, seal at %d", ErrLength, st.length, length)
+	case st.sealed:
+		return sealEvent{}, nil
+	}
+	var ev sealEvent
+	if st.tail != nil {
+		seg := st.segs[len(st.segs)-1]
+		ev = sealEvent{seg, freeze(seg, st.tail, st.tailCRC)}
+	}
+	st.mu.Lock()
+	st.sealed = true
+	st.tail = nil
+	st.wakeLocked()
+	st.mu.Unlock()
+	if ev.seg != nil {
+		s.makeResident(ev.seg)
+	}
+	return ev, nil
+}

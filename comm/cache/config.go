@@ -1,0 +1,77 @@
+package cache
+
+import (
+	"fmt"
+	"hash/crc32"
+)
+
+// Defaults and limits of [Config].
+const (
+	DefaultMemoryBytes = 256 << 20 // Config.MemoryBytes when zero
+	DefaultSegmentSize = 1 << 20   // Config.SegmentSize when zero
+	MinSegmentSize     = 4 << 10   // smallest Config.SegmentSize accepted
+	MaxSegmentSize     = 1 << 30   // largest Config.SegmentSize accepted
+)
+
+// Key names one channel instance: the space it lives in and its instance
+// number, unique within the space.
+type Key struct {
+	Space    string
+	Instance uint64
+}
+
+// String returns the key as "space"#instance, for errors and logs.
+func (k Key) String() string { return fmt.Sprintf("%q#%d", k.Space, k.Instance) }
+
+// Config configures a [Store]. The zero value is valid: a memory-only store
+// of 256 MiB with 1 MiB segments.
+type Config struct {
+	// Dir is the spill directory. The store spills into a private
+	// subdirectory it creates there and removes on Close. "" means never
+	// spill: memory only, and MemoryBytes is then a hard cap (ErrFull).
+	Dir string
+	// MemoryBytes bounds the bytes of segment buffers held in memory.
+	// Zero means DefaultMemoryBytes; negative is rejected.
+	MemoryBytes int64
+	// SegmentSize is the size of a full segment, the unit of sealing,
+	// checksumming, spilling and (later) erasure coding. Zero means
+	// DefaultSegmentSize; otherwise it must lie in
+	// [MinSegmentSize, MaxSegmentSize].
+	SegmentSize int
+	// OnSeal, if set, is called once per segment when it becomes
+	// immutable: when it fills up, or when Seal closes a stream whose last
+	// segment is partial. It runs synchronously in the goroutine of the
+	// Append or Seal that sealed the segment, with no store lock held, so
+	// it may call the Store (but an Append or Seal on the same key from
+	// inside OnSeal races with the caller's own writes). data holds the
+	// segment's bytes and must not be modified; it stays valid after
+	// OnSeal returns. crc is its CRC-32C ([Checksum]). Segments are
+	// reported in index order for each key. A stream sealed at a multiple
+	// of SegmentSize (or empty) has no partial segment and no extra call.
+	OnSeal func(k Key, index int, data []byte, crc uint32)
+}
+
+// Validate returns c with zero values replaced by their defaults, or an
+// error wrapping ErrConfig if a field is out of range.
+func (c Config) Validate() (Config, error) {
+	if c.MemoryBytes < 0 {
+		return c, fmt.Errorf("%w: MemoryBytes %d < 0", ErrConfig, c.MemoryBytes)
+	}
+	if c.MemoryBytes == 0 {
+		c.MemoryBytes = DefaultMemoryBytes
+	}
+	if c.SegmentSize == 0 {
+		c.SegmentSize = DefaultSegmentSize
+	}
+	if c.SegmentSize < MinSegmentSize || c.SegmentSize > MaxSegmentSize {
+		return c, fmt.Errorf("%w: SegmentSize %d outside [%d, %d]",
+			ErrConfig, c.SegmentSize, MinSegmentSize, MaxSegmentSize)
+	}
+	return c, nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Checksum returns the CRC-32C (Castagnoli) of p, the checksum the store
+// keeps for every sealed segment and passes to Config.OnSeal.
+func Checksum(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }

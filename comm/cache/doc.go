@@ -1,0 +1,65 @@
+// Package cache is the storage of the π-Spaces cache service: it keeps the
+// payload of channel instances and answers reads at any offset, for any
+// number of readers, while the writer is still writing and long after it
+// has gone. It does no networking; the cache server calls it.
+//
+// # Streams and segments
+//
+// Each channel instance, named by a [Key] (space, instance), is a stream of
+// bytes cut into segments of Config.SegmentSize bytes (1 MiB by default).
+// The last segment of an unsealed stream is its open tail; every other
+// segment is immutable, and so is the last one once the stream is sealed.
+// A segment is the unit of sealing, of checksumming (CRC-32C, see
+// [Checksum]) and of spilling, and it is meant to be the unit of erasure
+// coding: Config.OnSeal is called once per segment as it becomes immutable,
+// with its bytes and CRC, which is where a coder hooks in to split the
+// segment into k+m shards; [Store.Segment] reads a whole immutable segment
+// back for repair.
+//
+// # Writing
+//
+// [Store.Append] is idempotent by offset: a writer restarted from a
+// checkpoint may re-send bytes the cache already holds; identical bytes are
+// dropped, differing ones are [ErrDiverged], a write past the end is
+// [ErrGap]. [Store.Seal] ends the stream at an agreed length. The caller
+// is expected to run one writer per key at a time (concurrent writers on a
+// key are safe, only their segments interleave); different keys are
+// written in parallel.
+//
+// # Reading
+//
+// [Store.ReadAt] copies whatever is available straight from the segment
+// buffers, without allocating, and never waits; [Store.Wait] blocks until
+// a stream grows past an offset or is sealed, so a reader follows a writer
+// with a Wait/ReadAt loop. Readers take the stream lock only to snapshot
+// its length and segment list, and an appender only to publish what it has
+// copied, so reads of immutable segments are never held up by the tail.
+//
+// # Memory and spilling
+//
+// Config.MemoryBytes bounds the bytes of segment buffers in memory (open
+// tails count their allocated capacity, which grows by doubling from 4 KiB
+// up to SegmentSize). With Config.Dir set, once the bound is passed the
+// least recently used immutable segments are written, one file per
+// segment, to a private directory the store creates in Dir, and dropped
+// from memory, down to 7/8 of the bound; the goroutine that passed the
+// bound does the writing, so writers slow to the pace of the disk. Open
+// tails are never spilled, so memory exceeds the bound only when open tails
+// alone do. A spilled segment read again is read back whole, its header
+// and CRC-32C checked ([ErrCorrupt] rather than wrong bytes), and kept in
+// memory as a recently used segment. Without Dir nothing is spilled and
+// MemoryBytes is a hard cap: Append fails with [ErrFull].
+//
+// Spill files are a cache of memory, not a durable store: Open never reads
+// old ones, and [Store.Close] removes the private directory with every file
+// in it; it never touches Dir itself or anything else in it. A process that
+// crashes leaves its directory ("cache-*" in Dir) behind for the operator.
+//
+// # Errors and lifetime
+//
+// Errors wrap the sentinels of this package (test with errors.Is) with
+// the operation and key. After [Store.Close] every method returns
+// [ErrClosed] and every Wait in progress returns it; Close waits for the
+// calls in progress and is idempotent. The locks and their order are
+// listed in LOCKS.md.
+package cache

@@ -1,0 +1,140 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+// ReadAt copies into p the bytes of k's stream from offset off, as many as
+// are available, and returns how many. It never waits (see Wait). Unlike
+// [io.ReaderAt], a short read is not an error: n < len(p) with a nil error
+// means the stream ends, for now, at off+n. At the end of the stream it
+// returns 0 and nil while the stream is open, and 0 and io.EOF once it is
+// sealed. Reads of immutable segments do not wait for the writer; a
+// spilled segment is read back (and checked) first.
+// Errors: io.EOF, ErrOffset (off < 0 or off > length), ErrNotFound,
+// ErrCorrupt, ErrClosed.
+func (s *Store) ReadAt(k Key, p []byte, off int64) (n int, err error) {
+	st, err := s.acquire(k)
+	if err != nil {
+		return 0, fmt.Errorf("cache: read %v at %d: %w", k, off, err)
+	}
+	defer s.ops.Done()
+	st.mu.RLock()
+	length, sealed, deleted := st.length, st.sealed, st.deleted
+	segs, tail := st.segs, st.tail
+	st.mu.RUnlock()
+	switch {
+	case deleted:
+		return 0, fmt.Errorf("cache: read %v at %d: %w", k, off, ErrNotFound)
+	case off < 0 || off > length:
+		return 0, fmt.Errorf("cache: read %v at %d: %w: length %d", k, off, ErrOffset, length)
+	case off == length && sealed:
+		return 0, io.EOF
+	}
+	n, loaded, err := s.copyOut(segs, tail, p, off, length)
+	if loaded {
+		s.maybeSpill() // best effort: Append reports spill failures
+	}
+	if err != nil {
+		return n, fmt.Errorf("cache: read %v at %d: %w", k, off, err)
+	}
+	return n, nil
+}
+
+// copyOut copies the stream bytes [off, length) into p, segment by
+// segment, from a snapshot of the stream: segs, and tail, the open tail
+// segment's bytes (the last of segs) or nil.
+func (s *Store) copyOut(segs []*segment, tail []byte, p []byte, off, length int64) (n int, loaded bool, err error) {
+	size := int64(s.cfg.SegmentSize)
+	for n < len(p) && off < length {
+		i := off / size
+		var b []byte
+		if tail != nil && int(i) == len(segs)-1 {
+			b = tail
+		} else {
+			var l bool
+			b, l, err = s.data(segs[i])
+			loaded = loaded || l
+			if err != nil {
+				return n, loaded, err
+			}
+		}
+		c := copy(p[n:], b[off-i*size:])
+		n += c
+		off += int64(c)
+	}
+	return n, loaded, nil
+}
+
+// Wait blocks until k's stream is longer than off or sealed, and returns
+// its length and sealed state then; it returns at once if that is already
+// so. Errors: ctx.Err() when ctx ends first, ErrClosed when the store
+// closes, ErrNotFound for an unknown key or one deleted while waiting.
+func (s *Store) Wait(ctx context.Context, k Key, off int64) (length int64, sealed bool, err error) {
+	st, err := s.acquire(k)
+	if err != nil {
+		return 0, false, fmt.Errorf("cache: wait %v at %d: %w", k, off, err)
+	}
+	defer s.ops.Done()
+	for {
+		st.mu.Lock()
+		length, sealed, deleted := st.length, st.sealed, st.deleted
+		if deleted || length > off || sealed {
+			st.mu.Unlock()
+			if deleted {
+				return 0, false, fmt.Errorf("cache: wait %v at %d: %w", k, off, ErrNotFound)
+			}
+			return length, sealed, nil
+		}
+		if st.wake == nil {
+			st.wake = make(chan struct{})
+		}
+		wake := st.wake
+		st.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return length, sealed, ctx.Err()
+		case <-s.done:
+			return length, sealed, fmt.Errorf("cache: wait %v at %d: %w", k, off, ErrClosed)
+		}
+	}
+}
+
+// Segment returns immutable segment index of k's stream: its bytes, which
+// must not be modified, and their CRC-32C. It is how a coder or a repair
+// reads whole segments. A spilled segment is read back first.
+// Errors: ErrNotSealed (the open tail), ErrOffset (no such segment),
+// ErrNotFound, ErrCorrupt, ErrClosed.
+func (s *Store) Segment(k Key, index int) (data []byte, crc uint32, err error) {
+	st, err := s.acquire(k)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cache: segment %d of %v: %w", index, k, err)
+	}
+	defer s.ops.Done()
+	st.mu.RLock()
+	segs, open, deleted := st.segs, st.tail != nil, st.deleted
+	st.mu.RUnlock()
+	switch {
+	case deleted:
+		err = ErrNotFound
+	case index < 0 || index >= len(segs):
+		err = fmt.Errorf("%w: %d segments", ErrOffset, len(segs))
+	case open && index == len(segs)-1:
+		err = ErrNotSealed
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("cache: segment %d of %v: %w", index, k, err)
+	}
+	seg := segs[index]
+	data, loaded, err := s.data(seg)
+	if loaded {
+		s.maybeSpill()
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("cache: segment %d of %v: %w", index, k, err)
+	}
+	return data, seg.crc, nil
+}

@@ -1,0 +1,157 @@
+package comm
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"sync"
+
+	"github.com/pispace/pispace/comm/internal/proto"
+)
+
+// Config configures a [Client].
+type Config struct {
+	// Servers are the comm servers' addresses (host:port). A space is
+	// served by the one chosen by rendezvous hashing of the space's name,
+	// so every client given the same list agrees. Required.
+	Servers []string
+	// DirectAddr is where this client listens for readers of its writers
+	// (the direct path). Empty means "127.0.0.1:0"; "off" disables the
+	// direct path, so every byte goes through the cache.
+	DirectAddr string
+	// Dialer opens connections, to servers and to writers. Nil means TCP.
+	Dialer Dialer
+	// MaxPayload bounds a frame's payload. Zero means 4 MiB; it must not
+	// exceed the servers' own bound.
+	MaxPayload int
+	// ChunkSize is the largest data frame a writer sends. Zero means 256 KiB.
+	ChunkSize int
+	// SinkQueue bounds, in bytes, what a writer queues for one direct
+	// reader before it drops that reader to the cache path. Zero means 8 MiB.
+	SinkQueue int
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if len(c.Servers) == 0 {
+		return c, fmt.Errorf("comm: config: no servers")
+	}
+	if c.DirectAddr == "" {
+		c.DirectAddr = "127.0.0.1:0"
+	}
+	if c.Dialer == nil {
+		c.Dialer = defaultDialer
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = 4 << 20
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = 256 << 10
+	}
+	c.ChunkSize = min(c.ChunkSize, c.MaxPayload-1024)
+	if c.SinkQueue <= 0 {
+		c.SinkQueue = 8 << 20
+	}
+	return c, nil
+}
+
+// Client is a process's handle on the π-space servers. It is safe for
+// concurrent use. Close it to release its connections and its direct-path
+// listener.
+type Client struct {
+	cfg    Config
+	direct *directServer // nil when the direct path is off
+
+	mu     sync.Mutex
+	closed bool
+	spaces map[*Space]struct{}
+}
+
+// New returns a client for the servers in cfg. It starts the direct-path
+// listener but contacts no server until a space is opened.
+func New(cfg Config) (*Client, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, spaces: map[*Space]struct{}{}}
+	if cfg.DirectAddr != "off" {
+		l, err := net.Listen("tcp", cfg.DirectAddr)
+		if err != nil {
+			return nil, fmt.Errorf("comm: direct-path listener: %w", err)
+		}
+		c.direct = newDirectServer(l, cfg.MaxPayload)
+	}
+	return c, nil
+}
+
+// serverFor picks the server of a space by rendezvous hashing.
+func (c *Client) serverFor(space string) string {
+	best, bestScore := "", uint64(0)
+	for _, s := range c.cfg.Servers {
+		h := fnv.New64a()
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+		h.Write([]byte(space))
+		if v := h.Sum64(); best == "" || v > bestScore {
+			best, bestScore = s, v
+		}
+	}
+	return best
+}
+
+// OpenSpace opens the named space, creating it if it does not exist. Two
+// processes racing to open one name get the same space. Errors: ErrClosed,
+// dial and handshake failures, ctx.Err().
+func (c *Client) OpenSpace(ctx context.Context, name string) (*Space, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	addr := c.serverFor(name)
+	cn, err := dialConn(ctx, c.cfg.Dialer, addr, c.cfg.MaxPayload)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { cn.close() })
+	_, err = cn.call(proto.TOpenSpace, &proto.SpaceReq{Space: name})
+	stop()
+	if err != nil {
+		cn.close()
+		return nil, ctxErr(ctx, fmt.Errorf("comm: open space %q: %w", name, err))
+	}
+	s := &Space{c: c, name: name, addr: addr, ctl: cn}
+	c.mu.Lock()
+	c.spaces[s] = struct{}{}
+	c.mu.Unlock()
+	return s, nil
+}
+
+// Close closes every space this client opened (without waiting for their
+// writers: close writers first) and the direct-path listener. Idempotent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	spaces := c.spaces
+	c.spaces = nil
+	c.mu.Unlock()
+	for s := range spaces {
+		s.Close(context.Background())
+	}
+	if c.direct != nil {
+		c.direct.close()
+	}
+	return nil
+}
+
+func (c *Client) forget(s *Space) {
+	c.mu.Lock()
+	delete(c.spaces, s)
+	c.mu.Unlock()
+}

@@ -1,0 +1,297 @@
+package comm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/pispace/pispace/comm/internal/proto"
+	"github.com/pispace/pispace/comm/wire"
+)
+
+// source says where a reader's bytes currently come from.
+type source uint8
+
+const (
+	srcNone        source = iota
+	srcCatchUp            // a cache stream up to the current length, then try the direct path
+	srcDirect             // straight from the writer
+	srcCacheFollow        // a cache stream that follows the writer to the end
+)
+
+// maxSubscribeTries bounds the catch-up/subscribe rounds before a reader
+// settles on following the cache (the writer kept moving ahead).
+const maxSubscribeTries = 8
+
+// Reader reads one channel instance from an offset. It is an io.Reader.
+// Reading never deletes: other readers of the instance get every byte too.
+// A Reader must be used by one goroutine at a time.
+//
+// A reader attached while the writer writes receives the bytes directly
+// from the writer; if that link fails, or the reader falls behind, it
+// continues from the cache at its offset, so no byte is lost or repeated.
+type Reader struct {
+	s    *Space
+	info Info
+	off  int64
+
+	writerActive bool
+	directAddr   string
+
+	cc    *conn // cache connection (attach, then streams); nil after a break
+	dc    *conn // direct connection, when src == srcDirect
+	src   source
+	req   uint32 // request id of the current stream
+	tries int
+
+	pending []byte // rest of the current data frame
+	eof     bool
+	closed  bool
+}
+
+func newReader(ctx context.Context, s *Space, name string, anyInst bool, o attachOpts) (*Reader, error) {
+	c, err := dialConn(ctx, s.c.cfg.Dialer, s.addr, s.c.cfg.MaxPayload)
+	if err != nil {
+		return nil, fmt.Errorf("comm: attach %q: %w", name, err)
+	}
+	info, err := c.callInfo(ctx, proto.TAttach, &proto.Attach{Space: s.name, Name: name, Elem: uint8(o.elem),
+		Any: anyInst, Wait: !o.noWait, Instance: o.instance})
+	if err != nil {
+		c.close()
+		return nil, fmt.Errorf("comm: attach %q: %w", name, err)
+	}
+	r := &Reader{s: s, info: infoFrom(info), off: o.offset, cc: c,
+		writerActive: info.WriterActive, directAddr: info.DirectAddr}
+	return r, nil
+}
+
+// Info describes the instance as it was at attach time.
+func (r *Reader) Info() Info { return r.info }
+
+// Offset is the offset of the next byte Read returns. A restarted reader
+// passes it to [AtOffset] (with [AtInstance]) to resume.
+func (r *Reader) Offset() int64 { return r.off }
+
+// Read implements io.Reader: it blocks until at least one byte is there and
+// returns io.EOF after the writer's Close and the last byte.
+func (r *Reader) Read(p []byte) (int, error) { return r.ReadContext(context.Background(), p) }
+
+// ReadContext is Read bounded by ctx. Errors: io.EOF, ctx.Err(), ErrClosed,
+// ErrGap (the writer's sealed length is below this reader's offset),
+// connection failures that survive a reconnection.
+func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
+	if r.closed {
+		return 0, ErrClosed
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for !r.eof {
+		if len(r.pending) > 0 {
+			n := copy(p, r.pending)
+			r.pending = r.pending[n:]
+			r.off += int64(n)
+			return n, nil
+		}
+		if err := r.fill(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return 0, io.EOF
+}
+
+// fill gets the next frame from the current source, switching sources as
+// the situation demands.
+func (r *Reader) fill(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if r.src == srcNone {
+		if err := r.open(ctx); err != nil {
+			return err
+		}
+	}
+	c := r.cc
+	if r.src == srcDirect {
+		c = r.dc
+	}
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { c.c.SetReadDeadline(time.Unix(1, 0)) })
+	}
+	f, err := c.r.Next()
+	if stop != nil && !stop() {
+		// The deadline fired: the connection may be mid-frame. Drop it and
+		// start again from our offset on the next read.
+		r.dropSource()
+		return ctx.Err()
+	}
+	if err != nil {
+		return r.sourceFailed(ctx, err)
+	}
+	if f.Req != r.req {
+		return nil // stale frame of an earlier stream
+	}
+	return r.frame(f)
+}
+
+// frame handles one frame of the current stream.
+func (r *Reader) frame(f wire.Frame) error {
+	switch f.Type {
+	case proto.TData:
+		_, _, off, data, err := proto.DecodeData(f.Payload)
+		if err != nil {
+			return err
+		}
+		if off > r.off || off+int64(len(data)) < r.off {
+			return fmt.Errorf("%w: data at offset %d, reader at %d", ErrProtocol, off, r.off)
+		}
+		r.pending = data[r.off-off:]
+		return nil
+	case proto.TEOF:
+		var m proto.EOF
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return err
+		}
+		return r.endOfStream(m)
+	case proto.TError:
+		err := decodeError(f)
+		if r.src == srcDirect {
+			r.fallBack()
+			return nil
+		}
+		return err
+	}
+	return fmt.Errorf("%w: unexpected frame type %d in a read stream", ErrProtocol, f.Type)
+}
+
+func (r *Reader) endOfStream(m proto.EOF) error {
+	if m.Sealed {
+		if m.Length != r.off {
+			return fmt.Errorf("%w: sealed at %d, reader at %d", ErrGap, m.Length, r.off)
+		}
+		r.eof = true
+		if r.cc != nil {
+			r.cc.sendReq(proto.TReadDone, 0, &proto.Ref{Space: r.s.name, Instance: r.info.Instance})
+		}
+		return nil
+	}
+	// A catch-up stream reached the cache's current end: try the writer.
+	r.src = srcNone
+	return nil
+}
+
+// open starts a stream from the right source at r.off.
+func (r *Reader) open(ctx context.Context) error {
+	if r.cc == nil {
+		c, err := dialConn(ctx, r.s.c.cfg.Dialer, r.s.addr, r.s.c.cfg.MaxPayload)
+		if err != nil {
+			return fmt.Errorf("comm: reconnect: %w", err)
+		}
+		r.cc = c
+	}
+	direct := r.writerActive && r.directAddr != "" && r.s.c.direct != nil && r.tries < maxSubscribeTries
+	if direct && r.tries > 0 {
+		if r.subscribe(ctx) {
+			return nil
+		}
+	}
+	follow := !direct
+	r.tries++
+	req, err := r.cc.send(proto.TRead, &proto.Read{Space: r.s.name, Instance: r.info.Instance, Offset: r.off, Follow: follow})
+	if err != nil {
+		r.cc.close()
+		r.cc = nil
+		return fmt.Errorf("comm: read request: %w", err)
+	}
+	r.req = req
+	r.src = srcCatchUp
+	if follow {
+		r.src = srcCacheFollow
+	}
+	return nil
+}
+
+// subscribe tries the direct path at r.off; false means stay on the cache.
+func (r *Reader) subscribe(ctx context.Context) bool {
+	if r.dc == nil {
+		c, err := dialConn(ctx, r.s.c.cfg.Dialer, r.directAddr, r.s.c.cfg.MaxPayload)
+		if err != nil {
+			r.tries = maxSubscribeTries // writer unreachable: use the cache
+			return false
+		}
+		r.dc = c
+	}
+	f, err := r.dc.call(proto.TSubscribe, &proto.Subscribe{Space: r.s.name, Instance: r.info.Instance, Offset: r.off})
+	if err != nil {
+		if isConnErr(err) || !errors.Is(err, errOutOfWindow) {
+			r.dc.close()
+			r.dc = nil
+			r.tries = maxSubscribeTries
+		}
+		return false
+	}
+	r.req = f.Req
+	r.src = srcDirect
+	return true
+}
+
+// sourceFailed handles a broken connection: the direct link falls back to
+// the cache; a broken cache connection is redialled once per read.
+func (r *Reader) sourceFailed(ctx context.Context, err error) error {
+	if r.src == srcDirect {
+		r.fallBack()
+		return nil
+	}
+	r.cc.close()
+	r.cc = nil
+	r.src = srcNone
+	if errors.Is(err, wire.ErrProtocol) {
+		return fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	if err := r.open(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// fallBack leaves the direct path for good: the cache stream follows the
+// writer from r.off to the end.
+func (r *Reader) fallBack() {
+	if r.dc != nil {
+		r.dc.close()
+		r.dc = nil
+	}
+	r.src = srcNone
+	r.tries = maxSubscribeTries
+}
+
+func (r *Reader) dropSource() {
+	if r.src == srcDirect {
+		r.fallBack()
+		r.tries = 0 // a cancelled read is no reason to give up the direct path
+		return
+	}
+	if r.cc != nil {
+		r.cc.close()
+		r.cc = nil
+	}
+	r.src = srcNone
+}
+
+// Close detaches the reader. Idempotent.
+func (r *Reader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if r.dc != nil {
+		r.dc.close()
+	}
+	if r.cc != nil {
+		r.cc.close()
+	}
+	return nil
+}

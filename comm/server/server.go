@@ -1,0 +1,223 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pispace/pispace/comm/cache"
+)
+
+// ErrServerClosed is returned by [Server.Serve] after [Server.Close].
+var ErrServerClosed = errors.New("server: closed")
+
+// Config configures a [Server]. The zero value is valid.
+type Config struct {
+	// Dir is where the cache spills payload beyond MemoryBytes. Empty means
+	// memory only.
+	Dir string
+	// MemoryBytes bounds the payload held in memory. Zero means 256 MiB.
+	MemoryBytes int64
+	// SegmentSize is the cache segment size. Zero means 1 MiB.
+	SegmentSize int
+	// MaxPayload bounds one frame's payload. Zero means 4 MiB.
+	MaxPayload int
+	// Lease is how long a space with no user and unread data survives.
+	// Zero means one hour.
+	Lease time.Duration
+	// Tick is the lease clock's resolution. Zero means one second.
+	Tick time.Duration
+	// Logger receives connection-level events. Nil means no logging.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = 4 << 20
+	}
+	if c.Lease <= 0 {
+		c.Lease = time.Hour
+	}
+	if c.Tick <= 0 {
+		c.Tick = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c
+}
+
+// Server serves the lookup and cache services. Create it with [New], give
+// it listeners with [Server.Serve], stop it with [Server.Close].
+type Server struct {
+	cfg   Config
+	store *cache.Store
+	drv   *driver
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	closed    bool
+
+	nextID atomic.Uint64
+	wg     sync.WaitGroup
+	done   chan struct{}
+	once   sync.Once
+}
+
+// New starts a server's driver and cache store. It serves nothing until
+// [Server.Serve] is called.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	store, err := cache.Open(cache.Config{Dir: cfg.Dir, MemoryBytes: cfg.MemoryBytes, SegmentSize: cfg.SegmentSize})
+	if err != nil {
+		return nil, fmt.Errorf("server: opening cache: %w", err)
+	}
+	s := &Server{
+		cfg:       cfg,
+		store:     store,
+		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*session]struct{}{},
+		done:      make(chan struct{}),
+	}
+	s.drv = newDriver(s)
+	s.goFunc(s.drv.run)
+	return s, nil
+}
+
+// goFunc runs f on a goroutine the server waits for in Close.
+func (s *Server) goFunc(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Serve accepts connections on l until the server is closed, and then
+// returns [ErrServerClosed]. Temporary accept errors back off from 5 ms to 1 s.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return ErrServerClosed
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("server: accept: %w", err)
+			}
+			// Resource exhaustion (EMFILE and the like): back off and retry.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.cfg.Logger.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.done:
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		if !s.startSession(c) {
+			c.Close()
+			return ErrServerClosed
+		}
+	}
+}
+
+func (s *Server) startSession(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	ss := newSession(s, c, s.nextID.Add(1))
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ss.serve()
+		s.mu.Lock()
+		delete(s.sessions, ss)
+		s.mu.Unlock()
+	}()
+	return true
+}
+
+// Addrs returns the addresses of the listeners being served.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []net.Addr
+	for l := range s.listeners {
+		out = append(out, l.Addr())
+	}
+	return out
+}
+
+// Close stops the server now: it closes the listeners (no new sessions),
+// then every session, then the driver, then the cache store, and waits for
+// all of its goroutines. Cached data in memory is lost; data spilled to
+// Config.Dir stays on disk. Close is idempotent.
+func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		close(s.done) // before the listeners, so Serve knows why Accept fails
+		for l := range s.listeners {
+			l.Close()
+		}
+		for ss := range s.sessions {
+			ss.conn.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+		err = s.store.Close()
+	})
+	return err
+}
+
+// Shutdown stops accepting, waits until every session has ended by itself
+// or ctx is done, and then closes the server.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.sessions)
+		s.mu.Unlock()
+		if n == 0 {
+			return s.Close()
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,482 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pispace/pispace/comm/cache"
+	"github.com/pispace/pispace/comm/internal/proto"
+	"github.com/pispace/pispace/comm/lookup"
+	"github.com/pispace/pispace/comm/wire"
+)
+
+const (
+	ctrlQueue     = 4096             // control frames a session may have queued
+	dataQueue     = 16               // data frames a session may have queued
+	chunkSize     = 256 << 10        // bytes per data frame of a read stream
+	writeDeadline = 30 * time.Second // a peer that accepts nothing for this long is cut
+	helloDeadline = 10 * time.Second
+)
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// outFrame is one frame queued for the connection's writer: hdr, then body.
+// When pooled is set the body goes back to chunkPool after the write.
+type outFrame struct {
+	hdr    []byte
+	body   []byte
+	pooled *[]byte
+}
+
+type wakeMsg struct {
+	length int64
+	sealed bool
+	err    error
+}
+
+// session is one client connection.
+type session struct {
+	s    *Server
+	conn net.Conn
+	lid  lookup.SessionID
+
+	ctrl chan outFrame
+	data chan outFrame
+	stop chan struct{} // closed when the reader loop ends
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	writers map[cache.Key]bool
+	wakes   map[uint32]chan wakeMsg
+	streams map[uint32]context.CancelFunc
+	attach  map[uint32]string // pending attach requests -> space
+	killed  error
+}
+
+func newSession(s *Server, c net.Conn, id uint64) *session {
+	return &session{
+		s:       s,
+		conn:    c,
+		lid:     lookup.SessionID(id),
+		ctrl:    make(chan outFrame, ctrlQueue),
+		data:    make(chan outFrame, dataQueue),
+		stop:    make(chan struct{}),
+		writers: map[cache.Key]bool{},
+		wakes:   map[uint32]chan wakeMsg{},
+		streams: map[uint32]context.CancelFunc{},
+		attach:  map[uint32]string{},
+	}
+}
+
+// serve runs the session to its end: handshake, then the reader loop on this
+// goroutine and the writer loop on another.
+func (ss *session) serve() {
+	defer ss.conn.Close()
+	log := ss.s.cfg.Logger.With("peer", ss.conn.RemoteAddr().String())
+	r := wire.NewReader(ss.conn, ss.s.cfg.MaxPayload+1024)
+	if err := ss.handshake(r); err != nil {
+		log.Info("handshake failed", "err", err)
+		return
+	}
+	if !ss.s.drv.register(ss) {
+		return
+	}
+	ss.wg.Add(1)
+	go func() {
+		defer ss.wg.Done()
+		ss.writeLoop()
+	}()
+	err := ss.readLoop(r)
+	ss.closeStreams()
+	close(ss.stop)
+	ss.s.drv.unregister(ss)
+	ss.wg.Wait()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		log.Info("session ended", "err", err)
+	}
+}
+
+func (ss *session) handshake(r *wire.Reader) error {
+	ss.conn.SetDeadline(time.Now().Add(helloDeadline))
+	defer ss.conn.SetDeadline(time.Time{})
+	f, err := r.Next()
+	if err != nil {
+		return err
+	}
+	var h proto.Hello
+	if f.Type != proto.THello {
+		err = fmt.Errorf("first frame is type %d, want hello", f.Type)
+	} else if err = proto.Unmarshal(f.Payload, &h); err == nil && (h.Magic != proto.Magic || h.Version != proto.Version) {
+		err = fmt.Errorf("hello %q version %d, want %q version %d", h.Magic, h.Version, proto.Magic, proto.Version)
+	}
+	if err != nil {
+		ss.conn.Write(proto.AppendMsg(nil, proto.TError, f.Req, &proto.Error{Code: proto.CodeProtocol, Msg: err.Error()}))
+		return err
+	}
+	_, err = ss.conn.Write(proto.AppendMsg(nil, proto.TOK, f.Req, nil))
+	return err
+}
+
+// readLoop dispatches frames until the connection fails or a frame breaks
+// the protocol, in which case the peer is told why before the close.
+func (ss *session) readLoop(r *wire.Reader) error {
+	for {
+		f, err := r.Next()
+		if err != nil {
+			if errors.Is(err, wire.ErrProtocol) {
+				code := proto.CodeProtocol
+				if errors.Is(err, wire.ErrTooLarge) {
+					code = proto.CodeTooLarge
+				}
+				ss.sendError(0, code, err.Error())
+			}
+			return err
+		}
+		if err := ss.dispatch(f); err != nil {
+			ss.sendError(f.Req, proto.CodeProtocol, err.Error())
+			return err
+		}
+	}
+}
+
+// dispatch handles one frame. An error means the frame broke the protocol
+// and the connection must close.
+func (ss *session) dispatch(f wire.Frame) error {
+	switch f.Type {
+	case proto.TWrite:
+		return ss.onWrite(f)
+	case proto.TOpenSpace, proto.TCloseSpace:
+		var m proto.SpaceReq
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return err
+		}
+		return ss.onSpace(f, m)
+	case proto.TCreate:
+		var m proto.Create
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return err
+		}
+		ss.post(m.Space, f.Req, lookup.Create{Req: lookup.ReqID(f.Req), Session: ss.lid, Name: m.Name,
+			Elem: m.Elem, Attrs: m.Attrs, WriterKey: m.Key, DirectAddr: m.DirectAddr})
+	case proto.TAttach:
+		var m proto.Attach
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return err
+		}
+		ss.mu.Lock()
+		ss.attach[f.Req] = m.Space
+		ss.mu.Unlock()
+		ss.post(m.Space, f.Req, lookup.Attach{Req: lookup.ReqID(f.Req), Session: ss.lid, Name: m.Name,
+			Elem: m.Elem, Any: m.Any, Wait: m.Wait, Instance: lookup.InstanceID(m.Instance)})
+	case proto.TCancel:
+		var m proto.Cancel
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return err
+		}
+		ss.cancel(uint32(m.Req))
+	case proto.TClose:
+		var m proto.Close
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return err
+		}
+		ss.onClose(f.Req, m)
+	case proto.TRead:
+		var m proto.Read
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return err
+		}
+		ss.startStream(f.Req, m)
+	default:
+		return ss.dispatchRef(f)
+	}
+	return nil
+}
+
+// dispatchRef handles the less frequent frames.
+func (ss *session) dispatchRef(f wire.Frame) error {
+	switch f.Type {
+	case proto.TReadDone, proto.TDetach:
+		var m proto.Ref
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return err
+		}
+		var ev lookup.Event = lookup.ReadDone{Session: ss.lid, Instance: lookup.InstanceID(m.Instance)}
+		if f.Type == proto.TDetach {
+			ev = lookup.Detach{Session: ss.lid, Instance: lookup.InstanceID(m.Instance)}
+		}
+		ss.post(m.Space, f.Req, ev)
+		if f.Type == proto.TDetach {
+			ss.sendControl(f.Req, proto.TOK, nil)
+		}
+	case proto.TSetAttr:
+		var m proto.SetAttr
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return err
+		}
+		ss.post(m.Space, f.Req, lookup.SetAttr{Req: lookup.ReqID(f.Req), Session: ss.lid,
+			Instance: lookup.InstanceID(m.Instance), Key: m.Key, Value: m.Value})
+	case proto.TStat:
+		var m proto.Stat
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return err
+		}
+		ss.s.drv.post(input{space: m.Space, sess: ss, req: f.Req, stat: m.Name})
+	default:
+		return fmt.Errorf("%w: unexpected frame type %d", wire.ErrProtocol, f.Type)
+	}
+	return nil
+}
+
+func (ss *session) post(space string, req uint32, ev lookup.Event) {
+	ss.s.drv.post(input{space: space, ev: ev, sess: ss, req: req})
+}
+
+func (ss *session) onSpace(f wire.Frame, m proto.SpaceReq) error {
+	if m.Space == "" {
+		ss.sendError(f.Req, proto.CodeUnknownSpace, "empty space name")
+		return nil
+	}
+	if f.Type == proto.TOpenSpace {
+		ss.s.drv.post(input{space: m.Space, ev: lookup.OpenSpace{Session: ss.lid}, sess: ss, req: f.Req, open: true})
+	} else {
+		ss.post(m.Space, f.Req, lookup.CloseSpace{Session: ss.lid})
+	}
+	// The driver applies events in the order they were posted, so a request
+	// sent after this reply sees the space open (or closed).
+	ss.sendControl(f.Req, proto.TOK, nil)
+	return nil
+}
+
+// onWrite appends a data frame to the cache. Only the session that created
+// (or resumed) the instance may write it.
+func (ss *session) onWrite(f wire.Frame) error {
+	space, inst, off, data, err := proto.DecodeData(f.Payload)
+	if err != nil {
+		return err
+	}
+	key := cache.Key{Space: space, Instance: inst}
+	if !ss.isWriter(key) {
+		ss.sendError(f.Req, proto.CodeNotWriter, fmt.Sprintf("session does not write instance %d of space %q", inst, space))
+		return nil
+	}
+	n, err := ss.s.store.Append(key, off, data)
+	if err != nil {
+		ss.sendError(f.Req, codeOf(err), fmt.Sprintf("write at offset %d: %v", off, err))
+		return nil
+	}
+	ss.post(space, f.Req, lookup.Appended{Instance: lookup.InstanceID(inst), Length: n})
+	return nil
+}
+
+// onClose seals the instance in the cache, then tells the lookup service.
+// The reply (the sealed instance's info) therefore means the whole payload
+// is held by the cache.
+func (ss *session) onClose(req uint32, m proto.Close) {
+	key := cache.Key{Space: m.Space, Instance: m.Instance}
+	if !ss.isWriter(key) {
+		ss.sendError(req, proto.CodeNotWriter, fmt.Sprintf("session does not write instance %d of space %q", m.Instance, m.Space))
+		return
+	}
+	if m.Length == 0 {
+		ss.s.store.Append(key, 0, nil) // make an empty stream exist
+	}
+	if err := ss.s.store.Seal(key, m.Length); err != nil {
+		ss.sendError(req, codeOf(err), fmt.Sprintf("close at length %d: %v", m.Length, err))
+		return
+	}
+	ss.post(m.Space, req, lookup.Close{Req: lookup.ReqID(req), Session: ss.lid,
+		Instance: lookup.InstanceID(m.Instance), Length: m.Length})
+}
+
+func (ss *session) ownWriter(space string, inst uint64) {
+	ss.mu.Lock()
+	ss.writers[cache.Key{Space: space, Instance: inst}] = true
+	ss.mu.Unlock()
+}
+
+func (ss *session) isWriter(k cache.Key) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.writers[k]
+}
+
+// cancel withdraws a pending attach or stops a read stream.
+func (ss *session) cancel(req uint32) {
+	ss.mu.Lock()
+	stop, isStream := ss.streams[req]
+	space, isAttach := ss.attach[req]
+	ss.mu.Unlock()
+	switch {
+	case isStream:
+		stop()
+	case isAttach:
+		ss.post(space, req, lookup.CancelAttach{Req: lookup.ReqID(req), Session: ss.lid})
+	}
+}
+
+// sendInfo answers req with an instance description.
+func (ss *session) sendInfo(req uint32, info *proto.Info) {
+	ss.mu.Lock()
+	delete(ss.attach, req)
+	ss.mu.Unlock()
+	ss.sendControl(req, proto.TInfo, info)
+}
+
+// sendError answers req with an error; a read stream waiting on req gets
+// the error instead of the peer.
+func (ss *session) sendError(req uint32, code uint16, msg string) {
+	ss.mu.Lock()
+	delete(ss.attach, req)
+	ch := ss.wakes[req]
+	ss.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- wakeMsg{err: &proto.Error{Code: code, Msg: msg}}:
+		default:
+		}
+		return
+	}
+	ss.sendControl(req, proto.TError, &proto.Error{Code: code, Msg: msg})
+}
+
+// wake resumes the read stream waiting on req.
+func (ss *session) wake(req uint32, length int64, sealed bool) {
+	ss.mu.Lock()
+	ch := ss.wakes[req]
+	ss.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- wakeMsg{length: length, sealed: sealed}:
+		default:
+		}
+	}
+}
+
+// sendControl queues a control frame without blocking. A peer that lets
+// ctrlQueue frames pile up is disconnected as a slow consumer.
+func (ss *session) sendControl(req uint32, t wire.Type, m proto.Msg) {
+	select {
+	case <-ss.stop:
+		return
+	default:
+	}
+	select {
+	case ss.ctrl <- outFrame{hdr: proto.AppendMsg(nil, t, req, m)}:
+	default:
+		ss.kill(errors.New("slow consumer: control queue full"))
+	}
+}
+
+// sendData queues a data frame, waiting while the data queue is full.
+func (ss *session) sendData(ctx context.Context, f outFrame) bool {
+	select {
+	case ss.data <- f:
+		return true
+	case <-ctx.Done():
+	case <-ss.stop:
+	}
+	if f.pooled != nil {
+		chunkPool.Put(f.pooled)
+	}
+	return false
+}
+
+func (ss *session) kill(why error) {
+	ss.mu.Lock()
+	if ss.killed == nil {
+		ss.killed = why
+	}
+	ss.mu.Unlock()
+	ss.s.cfg.Logger.Info("closing session", "peer", ss.conn.RemoteAddr().String(), "reason", why)
+	ss.conn.Close()
+}
+
+// writeLoop is the connection's only writer: control frames first, each
+// batch in one vectored write under a deadline.
+func (ss *session) writeLoop() {
+	var bufs net.Buffers
+	var pooled []*[]byte
+	for {
+		var f outFrame
+		select {
+		case f = <-ss.ctrl:
+		default:
+			select {
+			case f = <-ss.ctrl:
+			case f = <-ss.data:
+			case <-ss.stop:
+				ss.flushControl()
+				return
+			}
+		}
+		bufs, pooled = appendOut(bufs[:0], pooled[:0], f)
+		for more := true; more && len(bufs) < 64; {
+			select {
+			case f = <-ss.ctrl:
+				bufs, pooled = appendOut(bufs, pooled, f)
+			case f = <-ss.data:
+				bufs, pooled = appendOut(bufs, pooled, f)
+			default:
+				more = false
+			}
+		}
+		ss.conn.SetWriteDeadline(time.Now().Add(writeDeadline))
+		_, err := bufs.WriteTo(ss.conn)
+		for _, p := range pooled {
+			chunkPool.Put(p)
+		}
+		if err != nil {
+			ss.kill(fmt.Errorf("write: %w", err))
+			ss.drain()
+			return
+		}
+	}
+}
+
+// flushControl writes the control frames still queued (a final error,
+// typically) before the connection closes.
+func (ss *session) flushControl() {
+	var bufs net.Buffers
+	for {
+		select {
+		case f := <-ss.ctrl:
+			bufs = append(bufs, f.hdr)
+		default:
+			ss.conn.SetWriteDeadline(time.Now().Add(time.Second))
+			bufs.WriteTo(ss.conn)
+			return
+		}
+	}
+}
+
+// drain discards queued frames after a write failure until the session
+// stops, so producers never block on a dead connection.
+func (ss *session) drain() {
+	for {
+		select {
+		case <-ss.ctrl:
+		case f := <-ss.data:
+			if f.pooled != nil {
+				chunkPool.Put(f.pooled)
+			}
+		case <-ss.stop:
+			return
+		}
+	}
+}
+
+func appendOut(bufs net.Buffers, pooled []*[]byte, f outFrame) (net.Buffers, []*[]byte) {
+	bufs = append(bufs, f.hdr)
+	if len(f.body) > 0 {
+		bufs = append(bufs, f.body)
+	}
+	if f.pooled != nil {
+		pooled = append(pooled, f.pooled)
+	}
+	return bufs, pooled
+}
