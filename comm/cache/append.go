@@ -7,8 +7,9 @@ import (
 	"hash/crc32"
 )
 
-// minTail is the smallest buffer allocated for an open tail segment. Tails
-// grow by doubling up to SegmentSize, so a small channel costs little.
+// minTail is the smallest buffer allocated for an open tail segment. The
+// first segment of a stream grows by doubling up to SegmentSize, so a small
+// channel costs little; later tails get SegmentSize at once.
 const minTail = 4 << 10
 
 // sealEvent is a segment that became immutable, reported to OnSeal once
@@ -99,7 +100,7 @@ func (s *Store) compare(st *stream, off int64, p []byte) (int, error) {
 	size := int64(s.cfg.SegmentSize)
 	i := off / size
 	start := i * size
-	end := min(off+int64(len(p)), st.length, start+size-1)
+	end := min(off+int64(len(p)), st.length, start+size)
 	var stored []byte
 	if st.tail != nil && int(i) == len(st.segs)-1 {
 		stored = st.tail
@@ -127,7 +128,11 @@ func (s *Store) appendTail(st *stream, p []byte) (int, sealEvent, error) {
 	l := len(buf)
 	n := min(len(p), size-l)
 	if l+n > cap(buf) {
-		nb, err := s.grow(buf, l+n)
+		need := l + n
+		if fresh && len(st.segs) > 0 {
+			need = size // the stream has filled a segment: expect another
+		}
+		nb, err := s.grow(buf, need)
 		if err != nil {
 			return 0, sealEvent{}, err
 		}

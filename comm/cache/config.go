@@ -46,7 +46,8 @@ type Config struct {
 	// inside OnSeal races with the caller's own writes). data holds the
 	// segment's bytes and must not be modified; it stays valid after
 	// OnSeal returns. crc is its CRC-32C ([Checksum]). Segments are
-	// reported in index order for each key. A stream sealed at a multiple
+	// reported in index order for each key written by one writer at a
+	// time. A stream sealed at a multiple
 	// of SegmentSize (or empty) has no partial segment and no extra call.
 	OnSeal func(k Key, index int, data []byte, crc uint32)
 }

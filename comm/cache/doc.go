@@ -38,8 +38,9 @@
 // # Memory and spilling
 //
 // Config.MemoryBytes bounds the bytes of segment buffers in memory (open
-// tails count their allocated capacity, which grows by doubling from 4 KiB
-// up to SegmentSize). With Config.Dir set, once the bound is passed the
+// tails count their allocated capacity: a stream's first segment grows by
+// doubling from 4 KiB up to SegmentSize, later ones get SegmentSize at
+// once). With Config.Dir set, once the bound is passed the
 // least recently used immutable segments are written, one file per
 // segment, to a private directory the store creates in Dir, and dropped
 // from memory, down to 7/8 of the bound; the goroutine that passed the

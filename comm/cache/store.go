@@ -131,7 +131,7 @@ func (s *Store) acquire(k Key) (*stream, error) {
 // acquireOrCreate is acquire that creates the stream if create is true.
 func (s *Store) acquireOrCreate(k Key, create bool) (*stream, error) {
 	st, err := s.acquire(k)
-	if err != ErrNotFound || !create {
+	if !errors.Is(err, ErrNotFound) || !create {
 		return st, err
 	}
 	s.mu.Lock()

@@ -48,8 +48,10 @@ type Attach struct {
 	Instance InstanceID
 }
 
-// CancelAttach withdraws the waiting Attach (Session, Req), which is then
-// answered with [ErrCanceled]. Rejected if that Attach is not waiting.
+// CancelAttach withdraws the waiting request (Session, Req), which is then
+// answered with [ErrCanceled]: an Attach waiting for a Create, or a
+// ReaderWait parked at the end of an instance. Rejected if that request is
+// not waiting (for example because it was answered already).
 type CancelAttach struct {
 	Req     ReqID
 	Session SessionID

@@ -1,6 +1,9 @@
 package lookup
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // This file holds the per-event handlers the instance step functions call.
 // Each handler does one event's work and any state change that follows from
@@ -94,6 +97,22 @@ func (s *Space) readerWaitSealed(i *instance, r ReaderWait) error {
 		return s.reject(i.state, r, ErrIllegal, "negative offset %d", r.Offset)
 	}
 	s.wake(i, parkedWait{req: r.Req, sess: r.Session, offset: r.Offset})
+	return nil
+}
+
+// cancelParked answers one parked ReaderWait with ErrCanceled; the reader
+// stays registered.
+func (s *Space) cancelParked(i *instance, c CancelAttach) error {
+	k := reqKey{c.Session, c.Req}
+	at := slices.IndexFunc(i.parked, func(p parkedWait) bool { return p.sess == k.sess && p.req == k.req })
+	if at < 0 {
+		return s.reject(i.state, c, ErrIllegal, "request %d of session %d is not parked on instance %d",
+			c.Req, c.Session, i.id)
+	}
+	i.parked = slices.Delete(i.parked, at, at+1)
+	delete(s.parked, k)
+	s.replyErr(c.Req, c.Session, fmt.Errorf("lookup: wait on instance %d: %w", i.id, ErrCanceled))
+	i.settleOpen()
 	return nil
 }
 

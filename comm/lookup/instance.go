@@ -165,6 +165,8 @@ func stepReaderAhead(s *Space, i *instance, ev Event) error {
 		return nil
 	case ReaderWait:
 		return s.readerWaitOpen(i, ev)
+	case CancelAttach:
+		return s.cancelParked(i, ev)
 	case Close:
 		return s.closeOpen(i, ev)
 	case Detach:

@@ -14,18 +14,18 @@ type model struct {
 	r *rand.Rand
 	s *Space
 
-	nextReq  ReqID
-	issued   map[reqKey]string // request -> event name
-	answers  map[reqKey]int
-	dropped  map[reqKey]bool // waiting when its session was lost
-	attaches []reqKey        // Attach requests, for CancelAttach
-	maxID    InstanceID
-	lastNew  InstanceID // ID of the last non-resumed ReplyCreate
-	lengths  map[InstanceID]int64
-	offsets  map[reqKey]int64 // ReaderWait offsets
-	deleted  map[InstanceID]bool
-	gone     bool // DeleteSpace seen
-	log      []string
+	nextReq ReqID
+	issued  map[reqKey]string // request -> event name
+	answers map[reqKey]int
+	dropped map[reqKey]bool // waiting when its session was lost
+	waits   []reqKey        // Attach and ReaderWait requests, for CancelAttach
+	maxID   InstanceID
+	lastNew InstanceID // ID of the last non-resumed ReplyCreate
+	lengths map[InstanceID]int64
+	offsets map[reqKey]int64 // ReaderWait offsets
+	deleted map[InstanceID]bool
+	gone    bool // DeleteSpace seen
+	log     []string
 }
 
 func newModel(seed uint64) *model {
@@ -81,8 +81,8 @@ func (m *model) event() Event {
 	case 4:
 		return m.attach()
 	case 5:
-		if len(m.attaches) > 0 && m.r.IntN(4) > 0 {
-			k := m.attaches[m.r.IntN(len(m.attaches))]
+		if len(m.waits) > 0 && m.r.IntN(4) > 0 {
+			k := m.waits[m.r.IntN(len(m.waits))]
 			return CancelAttach{Req: k.req, Session: k.sess}
 		}
 		return CancelAttach{Req: m.nextReq + 1000, Session: m.session()}
@@ -94,6 +94,7 @@ func (m *model) event() Event {
 		req, sess := m.req(m.session(), "ReaderWait")
 		off := m.length(id) - 5
 		m.offsets[reqKey{sess, req}] = off
+		m.waits = append(m.waits, reqKey{sess, req})
 		return ReaderWait{Req: req, Session: sess, Instance: id, Offset: off}
 	case 9:
 		return m.close()
@@ -110,7 +111,7 @@ func (m *model) event() Event {
 
 func (m *model) attach() Event {
 	req, sess := m.req(m.session(), "Attach")
-	m.attaches = append(m.attaches, reqKey{sess, req})
+	m.waits = append(m.waits, reqKey{sess, req})
 	a := Attach{Req: req, Session: sess, Name: m.name(), Elem: m.elem(),
 		Any: m.r.IntN(3) == 0, Wait: m.r.IntN(2) == 0}
 	if m.r.IntN(5) == 0 {

@@ -120,11 +120,13 @@ func (s *Space) Advance() {
 // query methods; its actions are queued for [Space.Ready].
 //
 // Step returns nil when the event was accepted, including requests answered
-// with an error such as [ErrNotFound] or [ErrElemType]. It returns an error
-// wrapping [ErrIllegal] when the event is not allowed in the current state
-// (and queues a [ReplyError] carrying the same error if the event is a
-// request), wrapping [ErrSpaceDeleted] too once the space is deleted. It
-// never panics on bad input.
+// with [ReplyError] wrapping [ErrNotFound], [ErrElemType] or [ErrCanceled].
+// It returns an error wrapping [ErrIllegal] when the event is not allowed in
+// the current state, wrapping also the specific reason where there is one
+// ([ErrNotFound] for an unknown instance, [ErrNotWriter], [ErrSealed],
+// [ErrSpaceDeleted]); if the event is a request, a [ReplyError] carrying the
+// same error is queued, except for a request whose (Session, Req) is still
+// waiting, which keeps its single answer. It never panics on bad input.
 func (s *Space) Step(ev Event) error {
 	ev, ok := deref(ev)
 	if !ok {
@@ -229,14 +231,18 @@ func (s *Space) routeAttach(a Attach) error {
 	return i.step(s, i, a)
 }
 
-// routeCancel sends a cancel to the entry its Attach waits on. If it is not
-// waiting (never was, or already answered) the event is illegal.
+// routeCancel sends a cancel to the entry its Attach waits on, or to the
+// instance its ReaderWait is parked on. If the request is not waiting
+// (never was, or already answered) the event is illegal.
 func (s *Space) routeCancel(c CancelAttach) error {
-	e := s.waiting[reqKey{c.Session, c.Req}]
-	if e == nil {
-		return s.reject(StateEmpty, c, ErrIllegal, "request %d of session %d is not waiting", c.Req, c.Session)
+	k := reqKey{c.Session, c.Req}
+	if e := s.waiting[k]; e != nil {
+		return e.step(s, e, c)
 	}
-	return e.step(s, e, c)
+	if i := s.parked[k]; i != nil {
+		return i.step(s, i, c)
+	}
+	return s.reject(StateEmpty, c, ErrIllegal, "request %d of session %d is not waiting", c.Req, c.Session)
 }
 
 // register makes e part of the space once it holds something.

@@ -1,0 +1,404 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pispace/pispace/comm"
+	"github.com/pispace/pispace/comm/server"
+)
+
+// The ping-pong benchmark reproduces the π-Spaces paper's experiment: two
+// processes exchange messages over pairs of channels (per round, one
+// channel each way; each message sent msgs times), against raw TCP between
+// the same two processes. This process is one side and hosts the comm
+// server; the other side is this binary re-executed as a peer. The two
+// coordinate over a control connection; payload travels on a separate data
+// connection (TCP cases) or through π-channels.
+
+const peerCommand = "__peer"
+
+var pingpongSizes = []int{100, 1000, 5000, 10000, 50000, 100000, 1 << 20}
+
+type pp struct {
+	ctrl  *bufio.ReadWriter
+	data  net.Conn
+	space *comm.Space
+	buf   []byte
+	seq   int
+}
+
+func runPingpong(ctx context.Context, quick bool) error {
+	header("pingpong")
+	srv, err := server.New(server.Config{MemoryBytes: 1 << 30})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	sl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go srv.Serve(sl)
+	p, cleanup, err := startPeer(ctx, sl.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	runs, msgs, budget := 7, 100, int64(256<<20)
+	if quick {
+		runs, msgs, budget = 5, 10, 8<<20
+	}
+	for _, size := range pingpongSizes {
+		rounds := int(max(1, min(10, budget/int64(2*size*msgs))))
+		if err := p.throughput(ctx, size, msgs, rounds, runs); err != nil {
+			return err
+		}
+	}
+	iters := 2000
+	if quick {
+		iters = 200
+	}
+	return p.latency(ctx, iters, runs)
+}
+
+// throughput measures one message size in the three cases, interleaved.
+func (p *pp) throughput(ctx context.Context, size, msgs, rounds, runs int) error {
+	var tcp, direct, tcpOne, cached samples
+	bytesPP := float64(2 * size * msgs * rounds)
+	bytesOne := float64(size * msgs)
+	for i := -1; i < runs; i++ { // run -1 is the warm-up
+		t1, err := p.tcpPingpong(size, msgs*rounds)
+		if err != nil {
+			return err
+		}
+		t2, err := p.chanPingpong(ctx, size, msgs, rounds)
+		if err != nil {
+			return err
+		}
+		t3, err := p.tcpOneway(size, msgs)
+		if err != nil {
+			return err
+		}
+		t4, err := p.cacheOneway(ctx, size, msgs)
+		if err != nil {
+			return err
+		}
+		if i >= 0 {
+			tcp = append(tcp, bytesPP/t1.Seconds()/1e6)
+			direct = append(direct, bytesPP/t2.Seconds()/1e6)
+			tcpOne = append(tcpOne, bytesOne/t3.Seconds()/1e6)
+			cached = append(cached, bytesOne/t4.Seconds()/1e6)
+		}
+	}
+	param := map[string]any{"size": size, "count": msgs}
+	emit(result{Bench: "pingpong", Case: "tcp", Param: param, Metric: "MB/s", Better: "higher"}, tcp, "", nil)
+	emit(result{Bench: "pingpong", Case: "direct", Param: param, Metric: "MB/s", Better: "higher"}, direct, "tcp", tcp)
+	emit(result{Bench: "pingpong", Case: "cache", Param: param, Metric: "MB/s", Better: "higher"}, cached, "tcp-oneway", tcpOne)
+	return nil
+}
+
+// latency measures the round trip of an 8-byte message.
+func (p *pp) latency(ctx context.Context, iters, runs int) error {
+	var tcp, direct samples
+	for i := -1; i < runs; i++ {
+		t1, err := p.tcpPingpong(8, iters)
+		if err != nil {
+			return err
+		}
+		t2, err := p.chanPingpong(ctx, 8, iters, 1)
+		if err != nil {
+			return err
+		}
+		if i >= 0 {
+			tcp = append(tcp, float64(t1.Microseconds())/float64(iters))
+			direct = append(direct, float64(t2.Microseconds())/float64(iters))
+		}
+	}
+	param := map[string]any{"size": 8, "count": iters}
+	emit(result{Bench: "pingpong", Case: "tcp-rtt", Param: param, Metric: "us", Better: "lower"}, tcp, "", nil)
+	emit(result{Bench: "pingpong", Case: "rtt", Param: param, Metric: "us", Better: "lower"}, direct, "tcp", tcp)
+	return nil
+}
+
+// command asks the peer to run its side of a case and returns a function
+// that waits for the peer's "ok".
+func (p *pp) command(format string, args ...any) error {
+	fmt.Fprintf(p.ctrl, format+"\n", args...)
+	return p.ctrl.Flush()
+}
+
+func (p *pp) awaitOK() error {
+	line, err := p.ctrl.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("peer: %w", err)
+	}
+	if line != "ok\n" {
+		return fmt.Errorf("peer: %s", strings.TrimSpace(line))
+	}
+	return nil
+}
+
+func (p *pp) tcpPingpong(size, n int) (time.Duration, error) {
+	if err := p.command("tcp %d %d", size, n); err != nil {
+		return 0, err
+	}
+	buf := p.buf[:size]
+	start := time.Now()
+	for range n {
+		if _, err := p.data.Write(buf); err != nil {
+			return 0, err
+		}
+		if _, err := io.ReadFull(p.data, buf); err != nil {
+			return 0, err
+		}
+	}
+	d := time.Since(start)
+	return d, p.awaitOK()
+}
+
+func (p *pp) chanPingpong(ctx context.Context, size, msgs, rounds int) (time.Duration, error) {
+	p.seq++
+	tag := fmt.Sprintf("pp%d", p.seq)
+	if err := p.command("chan %d %d %d %s", size, msgs, rounds, tag); err != nil {
+		return 0, err
+	}
+	buf := p.buf[:size]
+	start := time.Now()
+	for r := range rounds {
+		w, err := p.space.Create(ctx, fmt.Sprintf("%s/%d/ab", tag, r))
+		if err != nil {
+			return 0, err
+		}
+		rd, err := p.space.Attach(ctx, fmt.Sprintf("%s/%d/ba", tag, r))
+		if err != nil {
+			return 0, err
+		}
+		for range msgs {
+			if _, err := w.Write(buf); err != nil {
+				return 0, err
+			}
+			if _, err := io.ReadFull(rd, buf); err != nil {
+				return 0, err
+			}
+		}
+		if err := w.Close(ctx); err != nil {
+			return 0, err
+		}
+		rd.Close()
+	}
+	d := time.Since(start)
+	return d, p.awaitOK()
+}
+
+func (p *pp) tcpOneway(size, msgs int) (time.Duration, error) {
+	if err := p.command("oneway %d %d", size, msgs); err != nil {
+		return 0, err
+	}
+	buf := p.buf[:size]
+	start := time.Now()
+	for range msgs {
+		if _, err := p.data.Write(buf); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := io.ReadFull(p.data, buf[:1]); err != nil {
+		return 0, err
+	}
+	d := time.Since(start)
+	return d, p.awaitOK()
+}
+
+// cacheOneway writes msgs messages to a channel and closes it; only then
+// does the peer attach and read it all from the cache. The time is the
+// reader's: from the command to its last byte.
+func (p *pp) cacheOneway(ctx context.Context, size, msgs int) (time.Duration, error) {
+	p.seq++
+	name := fmt.Sprintf("cache%d", p.seq)
+	w, err := p.space.Create(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	for range msgs {
+		if _, err := w.Write(p.buf[:size]); err != nil {
+			return 0, err
+		}
+	}
+	if err := w.Close(ctx); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := p.command("cacheread %s %d", name, size*msgs); err != nil {
+		return 0, err
+	}
+	err = p.awaitOK()
+	return time.Since(start), err
+}
+
+func startPeer(ctx context.Context, serverAddr string) (*pp, func(), error) {
+	cl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cl.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe, peerCommand, cl.Addr().String(), serverAddr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	ctrl, err1 := cl.Accept()
+	data, err2 := cl.Accept()
+	if err1 != nil || err2 != nil {
+		cmd.Process.Kill()
+		return nil, nil, fmt.Errorf("peer did not connect: %v %v", err1, err2)
+	}
+	data.(*net.TCPConn).SetNoDelay(true)
+	c, err := comm.New(comm.Config{Servers: []string{serverAddr}})
+	if err != nil {
+		return nil, nil, err
+	}
+	space, err := c.OpenSpace(ctx, "pingpong")
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, space: space,
+		buf: make([]byte, 1<<20)}
+	cleanup := func() {
+		p.command("quit")
+		cmd.Wait()
+		ctrl.Close()
+		data.Close()
+		c.Close()
+	}
+	return p, cleanup, nil
+}
+
+// peerMain is the other side: it connects back, then runs the commands it
+// is sent.
+func peerMain(args []string) int {
+	if len(args) != 2 {
+		fmt.Fprintln(os.Stderr, "peer: want CTRL-ADDR SERVER-ADDR")
+		return 2
+	}
+	ctx := context.Background()
+	ctrl, err := net.Dial("tcp", args[0])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peer:", err)
+		return 1
+	}
+	data, err := net.Dial("tcp", args[0])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peer:", err)
+		return 1
+	}
+	c, err := comm.New(comm.Config{Servers: []string{args[1]}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peer:", err)
+		return 1
+	}
+	defer c.Close()
+	space, err := c.OpenSpace(ctx, "pingpong")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peer:", err)
+		return 1
+	}
+	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, space: space,
+		buf: make([]byte, 1<<20)}
+	for {
+		line, err := p.ctrl.ReadString('\n')
+		if err != nil {
+			return 0
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] == "quit" {
+			return 0
+		}
+		if err := p.peerCase(ctx, f); err != nil {
+			p.command("error %v", err)
+			return 1
+		}
+		p.command("ok")
+	}
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+func (p *pp) peerCase(ctx context.Context, f []string) error {
+	switch f[0] {
+	case "tcp":
+		buf := p.buf[:atoi(f[1])]
+		for range atoi(f[2]) {
+			if _, err := io.ReadFull(p.data, buf); err != nil {
+				return err
+			}
+			if _, err := p.data.Write(buf); err != nil {
+				return err
+			}
+		}
+	case "oneway":
+		buf := p.buf[:atoi(f[1])]
+		for range atoi(f[2]) {
+			if _, err := io.ReadFull(p.data, buf); err != nil {
+				return err
+			}
+		}
+		_, err := p.data.Write(buf[:1])
+		return err
+	case "chan":
+		return p.peerChan(ctx, atoi(f[1]), atoi(f[2]), atoi(f[3]), f[4])
+	case "cacheread":
+		r, err := p.space.Attach(ctx, f[1])
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		n, err := io.CopyBuffer(io.Discard, r, p.buf)
+		if err == nil && n != int64(atoi(f[2])) {
+			err = fmt.Errorf("cache read %d bytes, want %s", n, f[2])
+		}
+		return err
+	default:
+		return fmt.Errorf("unknown command %q", f[0])
+	}
+	return nil
+}
+
+func (p *pp) peerChan(ctx context.Context, size, msgs, rounds int, tag string) error {
+	buf := p.buf[:size]
+	for r := range rounds {
+		rd, err := p.space.Attach(ctx, fmt.Sprintf("%s/%d/ab", tag, r))
+		if err != nil {
+			return err
+		}
+		w, err := p.space.Create(ctx, fmt.Sprintf("%s/%d/ba", tag, r))
+		if err != nil {
+			return err
+		}
+		for range msgs {
+			if _, err := io.ReadFull(rd, buf); err != nil {
+				return err
+			}
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+		}
+		if err := w.Close(ctx); err != nil {
+			return err
+		}
+		rd.Close()
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package cache_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/pispace/pispace/comm/cache"
+)
+
+var benchSizes = []int{4 << 10, 64 << 10, 1 << 20}
+
+// BenchmarkAppend appends messages of each size to one stream of a
+// memory-only store with the default 1 MiB segments, starting a new stream
+// every 64 MiB so memory stays bounded.
+func BenchmarkAppend(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			s := newStore(b, func(c *cache.Config) { c.SegmentSize = 0; c.MemoryBytes = 256 << 20 })
+			msg := pattern(1, 0, int64(size))
+			k := cache.Key{Space: "bench", Instance: 0}
+			var off int64
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if off+int64(size) > 64<<20 {
+					if err := s.Delete(k); err != nil {
+						b.Fatal(err)
+					}
+					k.Instance++
+					off = 0
+				}
+				l, err := s.Append(k, off, msg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				off = l
+			}
+		})
+	}
+}
+
+// BenchmarkReadAt reads messages of each size round the 64 MiB sealed
+// stream of a memory-only store: the cache read path, which must not
+// allocate.
+func BenchmarkReadAt(b *testing.B) {
+	const total = 64 << 20
+	s := newStore(b, func(c *cache.Config) { c.SegmentSize = 0; c.MemoryBytes = 2 * total })
+	k := cache.Key{Space: "bench", Instance: 0}
+	if _, err := s.Append(k, 0, pattern(2, 0, total)); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Seal(k, total); err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			p := make([]byte, size)
+			var off int64
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if off+int64(size) > total {
+					off = 0
+				}
+				n, err := s.ReadAt(k, p, off)
+				if err != nil || n != size {
+					b.Fatalf("ReadAt = %d, %v", n, err)
+				}
+				off += int64(n)
+			}
+		})
+	}
+	b.Run("parallel-1048576", func(b *testing.B) {
+		b.SetBytes(1 << 20)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			p := make([]byte, 1<<20)
+			var off int64
+			for pb.Next() {
+				if off+int64(len(p)) > total {
+					off = 0
+				}
+				if _, err := s.ReadAt(k, p, off); err != nil {
+					b.Error(err)
+					return
+				}
+				off += int64(len(p))
+			}
+		})
+	})
+}
+
+// BenchmarkReadAtTail reads 64 KiB messages from the open tail of a stream
+// while they are still being appended, as a following reader does.
+func BenchmarkReadAtTail(b *testing.B) {
+	const size = 64 << 10
+	s := newStore(b, func(c *cache.Config) { c.SegmentSize = 0 })
+	msg := pattern(3, 0, size)
+	p := make([]byte, size)
+	k := cache.Key{Space: "bench", Instance: 0}
+	var off int64
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		if off+size > 64<<20 {
+			s.Delete(k)
+			k.Instance++
+			off = 0
+		}
+		if _, err := s.Append(k, off, msg); err != nil {
+			b.Fatal(err)
+		}
+		if n, err := s.ReadAt(k, p, off); err != nil || n != size {
+			b.Fatalf("ReadAt = %d, %v", n, err)
+		}
+		off += size
+	}
+}
+
+// BenchmarkReadAtSpilled reads 1 MiB segments that must come back from
+// the spill directory (memory bound of 4 segments, 16 MiB stream).
+func BenchmarkReadAtSpilled(b *testing.B) {
+	const total = 16 << 20
+	s := newStore(b, func(c *cache.Config) { c.SegmentSize = 0 }, spilling(b, 4<<20))
+	k := cache.Key{Space: "bench", Instance: 0}
+	if _, err := s.Append(k, 0, pattern(4, 0, total)); err != nil {
+		b.Fatal(err)
+	}
+	p := make([]byte, 1<<20)
+	var off int64
+	b.SetBytes(1 << 20)
+	b.ReportAllocs()
+	for b.Loop() {
+		if off+int64(len(p)) > total {
+			off = 0
+		}
+		if _, err := s.ReadAt(k, p, off); err != nil {
+			b.Fatal(err)
+		}
+		off += int64(len(p))
+	}
+}
