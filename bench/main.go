@@ -3,6 +3,7 @@
 //
 //	go run ./bench list
 //	go run ./bench pingpong [--quick]
+//	go run ./bench launch [--quick]
 //
 // Human tables go to stderr; one JSON object per measured case goes to
 // stdout.
@@ -24,11 +25,18 @@ type benchmark struct {
 
 var benchmarks = map[string]benchmark{
 	"pingpong": {"π-channel ping-pong (direct and cache paths) against raw TCP", runPingpong},
+	"launch":   {"pirun launch-to-exit, elastic join and failover, against mpirun", runLaunch},
 }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == peerCommand {
 		os.Exit(peerMain(os.Args[2:]))
+	}
+	if len(os.Args) == 2 && os.Args[1] == "names" {
+		for _, n := range sortedNames() {
+			fmt.Println(n)
+		}
+		return
 	}
 	if len(os.Args) < 2 || os.Args[1] == "list" || os.Args[1] == "-h" || os.Args[1] == "--help" {
 		list()
@@ -52,14 +60,18 @@ func main() {
 	}
 }
 
-func list() {
+func sortedNames() []string {
 	names := make([]string, 0, len(benchmarks))
 	for n := range benchmarks {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	fmt.Fprintln(os.Stderr, "usage: go run ./bench NAME [--quick]")
-	for _, n := range names {
+	return names
+}
+
+func list() {
+	fmt.Fprintln(os.Stderr, "usage: go run ./bench NAME [--quick]   (names: one per line, for scripts)")
+	for _, n := range sortedNames() {
 		fmt.Fprintf(os.Stderr, "  %-10s %s\n", n, benchmarks[n].about)
 	}
 }
