@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pispace/pispace/comm/internal/proto"
 )
@@ -153,6 +154,22 @@ func (s *Space) Stat(ctx context.Context, name string) (Info, error) {
 		return Info{}, fmt.Errorf("comm: stat %q: %w", name, err)
 	}
 	return infoFrom(info), nil
+}
+
+// SetAttr sets one attribute of instance id (from [Writer.Info] or
+// [Reader.Info]); later attaches and Stat see it in [Info.Attrs]. Errors:
+// ErrNotFound, ErrUnknownSpace, ErrClosed, ctx.Err().
+func (s *Space) SetAttr(ctx context.Context, id uint64, key, value string) error {
+	err := s.withCtl(ctx, func(c *conn) error {
+		stop := context.AfterFunc(ctx, func() { c.c.SetReadDeadline(time.Unix(1, 0)) })
+		defer stop()
+		_, err := c.call(proto.TSetAttr, &proto.SetAttr{Space: s.name, Instance: id, Key: key, Value: value})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("comm: set attribute %q of instance %d: %w", key, id, err)
+	}
+	return nil
 }
 
 // withCtl runs f on the control connection, redialling it if an earlier

@@ -1,0 +1,92 @@
+package comm_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pispace/pispace/comm"
+	"github.com/pispace/pispace/comm/commtest"
+	"github.com/pispace/pispace/comm/server"
+)
+
+// The last user's close deletes a space only when nothing unread is left;
+// otherwise the space lives until its lease runs out.
+func TestSpaceCloseAndLease(t *testing.T) {
+	_, addr := commtest.StartServer(t, server.Config{Lease: 300 * time.Millisecond, Tick: 20 * time.Millisecond})
+	ctx := ctxT(t, 20*time.Second)
+	c := newClient(t, addr)
+
+	// Read to the end, then closed by its only user: deleted at once.
+	s := openSpace(t, c, "tidy")
+	w, _ := s.Create(ctx, "ch")
+	w.Write([]byte("x"))
+	w.Close(ctx)
+	r, _ := s.Attach(ctx, "ch")
+	readAll(t, r)
+	r.Close()
+	commtest.Eventually(t, 5*time.Second, func() bool {
+		info, err := s.Stat(ctx, "ch")
+		return err == nil && info.Sealed
+	}, "instance never sealed")
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openSpace(t, c, "tidy")
+	if _, err := s2.Stat(ctx, "ch"); !errors.Is(err, comm.ErrNotFound) {
+		t.Fatalf("space with nothing unread survived its last close: stat gave %v", err)
+	}
+	s2.Close(ctx)
+
+	// Unread data keeps the space after its last close...
+	s3 := openSpace(t, c, "unread")
+	w, _ = s3.Create(ctx, "ch")
+	w.Write([]byte("keep me"))
+	w.Close(ctx)
+	s3.Close(ctx)
+	s4 := openSpace(t, c, "unread")
+	r, err := s4.Attach(ctx, "ch", comm.NoWait())
+	if err != nil {
+		t.Fatalf("unread data lost at last close: %v", err)
+	}
+	if got := string(readAll(t, r)); got != "keep me" {
+		t.Fatalf("got %q", got)
+	}
+	r.Close()
+
+	// ...until the lease reclaims an abandoned space.
+	s5 := openSpace(t, c, "abandoned")
+	w, _ = s5.Create(ctx, "ch")
+	w.Write([]byte("nobody reads this"))
+	w.Close(ctx)
+	s5.Close(ctx)
+	time.Sleep(600 * time.Millisecond) // two leases: the point of the test is the passing of time
+	s6 := openSpace(t, c, "abandoned")
+	if _, err := s6.Attach(ctx, "ch", comm.NoWait()); !errors.Is(err, comm.ErrNotFound) {
+		t.Fatalf("abandoned space not reclaimed after its lease: %v", err)
+	}
+}
+
+func TestAttributes(t *testing.T) {
+	_, addr := commtest.StartServer(t, server.Config{})
+	ctx := ctxT(t, 10*time.Second)
+	s := openSpace(t, newClient(t, addr), "attrs")
+	w, err := s.Create(ctx, "ch", comm.WithAttrs(map[string]string{"units": "m/s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetAttr(ctx, w.Info().Instance, "step", "10"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close(ctx)
+	r, err := s.Attach(ctx, "ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := r.Info().Attrs; a["units"] != "m/s" || a["step"] != "10" {
+		t.Fatalf("attributes %v", a)
+	}
+	if err := s.SetAttr(ctx, 999, "k", "v"); !errors.Is(err, comm.ErrNotFound) {
+		t.Fatalf("attribute of unknown instance: %v", err)
+	}
+}
