@@ -1,0 +1,168 @@
+package rt
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// Frame layout on a pair channel (little-endian), followed by length bytes
+// of payload:
+//
+//	0  version  uint8  (frameVersion)
+//	1  elem     uint8  (element type code)
+//	2  op       uint8  (0 point-to-point, else the collective)
+//	3  flags    uint8  (0)
+//	4  tag      int32
+//	8  seq      uint64 (per channel, from 0, +1 per frame)
+//	16 length   uint64 (payload bytes)
+const (
+	hdrSize      = 24
+	frameVersion = 1
+)
+
+type header struct {
+	code elemCode
+	op   opCode
+	tag  int32
+	seq  uint64
+	n    int64 // payload bytes
+}
+
+func putHeader(b []byte, h header) {
+	b[0] = frameVersion
+	b[1] = byte(h.code)
+	b[2] = byte(h.op)
+	b[3] = 0
+	binary.LittleEndian.PutUint32(b[4:], uint32(h.tag))
+	binary.LittleEndian.PutUint64(b[8:], h.seq)
+	binary.LittleEndian.PutUint64(b[16:], uint64(h.n))
+}
+
+// parseHeader decodes and validates a header; max bounds the payload.
+func parseHeader(b []byte, max int64) (header, error) {
+	h := header{
+		code: elemCode(b[1]),
+		op:   opCode(b[2]),
+		tag:  int32(binary.LittleEndian.Uint32(b[4:])),
+		seq:  binary.LittleEndian.Uint64(b[8:]),
+	}
+	n := binary.LittleEndian.Uint64(b[16:])
+	switch {
+	case b[0] != frameVersion:
+		return h, fmt.Errorf("%w: version %d", ErrCorrupt, b[0])
+	case b[3] != 0:
+		return h, fmt.Errorf("%w: flags %#x", ErrCorrupt, b[3])
+	case h.code >= codeLimit:
+		return h, fmt.Errorf("%w: element code %d", ErrCorrupt, b[1])
+	case h.op >= opLimit:
+		return h, fmt.Errorf("%w: op %d", ErrCorrupt, b[2])
+	case n > uint64(max):
+		return h, fmt.Errorf("%w: length %d over limit %d", ErrCorrupt, n, max)
+	case n%uint64(h.code.size()) != 0:
+		return h, fmt.Errorf("%w: length %d not a multiple of %s", ErrCorrupt, n, h.code)
+	}
+	h.n = int64(n)
+	return h, nil
+}
+
+// frameReader splits a channel's byte stream into frames. Small frames are
+// returned as views of its buffer (valid until the next call); larger ones
+// in a scratch slice the caller may keep by calling detach.
+type frameReader struct {
+	r       ChanReader
+	buf     []byte
+	rp, wp  int   // unread bytes are buf[rp:wp]
+	off     int64 // channel offset of buf[rp]
+	scratch []byte
+	max     int64
+}
+
+const readBufSize = 64 << 10
+
+func newFrameReader(r ChanReader, off, max int64) *frameReader {
+	return &frameReader{r: r, buf: make([]byte, readBufSize), off: off, max: max}
+}
+
+// fill ensures at least need (<= len(buf)) unread bytes are buffered.
+func (f *frameReader) fill(ctx context.Context, need int) error {
+	if f.wp-f.rp >= need {
+		return nil
+	}
+	if f.rp+need > len(f.buf) {
+		f.wp = copy(f.buf, f.buf[f.rp:f.wp])
+		f.rp = 0
+	}
+	for f.wp-f.rp < need {
+		n, err := f.r.ReadContext(ctx, f.buf[f.wp:])
+		f.wp += n
+		if err != nil {
+			if err == io.EOF && f.wp-f.rp > 0 {
+				return fmt.Errorf("%w: stream ends inside a frame", ErrCorrupt)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// next returns the next frame, its payload and its start offset.
+func (f *frameReader) next(ctx context.Context) (header, []byte, int64, error) {
+	start := f.off
+	if err := f.fill(ctx, hdrSize); err != nil {
+		return header{}, nil, start, err
+	}
+	h, err := parseHeader(f.buf[f.rp:f.rp+hdrSize], f.max)
+	if err != nil {
+		return h, nil, start, err
+	}
+	f.consume(hdrSize)
+	if h.n <= int64(len(f.buf)) {
+		if err := f.fill(ctx, int(h.n)); err != nil {
+			return h, nil, start, err
+		}
+		p := f.buf[f.rp : f.rp+int(h.n)]
+		f.consume(int(h.n))
+		return h, p, start, nil
+	}
+	p, err := f.readLarge(ctx, int(h.n))
+	return h, p, start, err
+}
+
+func (f *frameReader) consume(n int) {
+	f.rp += n
+	f.off += int64(n)
+}
+
+// readLarge reads a payload too big for the buffer into the scratch slice.
+func (f *frameReader) readLarge(ctx context.Context, n int) ([]byte, error) {
+	if cap(f.scratch) < n {
+		f.scratch = make([]byte, n)
+	}
+	p := f.scratch[:n]
+	got := copy(p, f.buf[f.rp:f.wp])
+	f.consume(got)
+	for got < n {
+		k, err := f.r.ReadContext(ctx, p[got:])
+		got += k
+		f.off += int64(k)
+		if err != nil {
+			if err == io.EOF {
+				return nil, fmt.Errorf("%w: stream ends inside a frame", ErrCorrupt)
+			}
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// owned returns a copy of payload p that outlives the next call to next,
+// taking over the scratch slice when p is it.
+func (f *frameReader) owned(p []byte) []byte {
+	if len(p) > 0 && len(f.scratch) > 0 && &p[0] == &f.scratch[0] {
+		f.scratch = nil
+		return p
+	}
+	return append([]byte(nil), p...)
+}
