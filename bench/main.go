@@ -26,6 +26,7 @@ type benchmark struct {
 var benchmarks = map[string]benchmark{
 	"pingpong": {"π-channel ping-pong (direct and cache paths) against raw TCP", runPingpong},
 	"launch":   {"pirun launch-to-exit, elastic join and failover, against mpirun", runLaunch},
+	"osu":      {"OSU-style latency, bandwidth, Allreduce and Barrier against Open MPI over TCP", runOSU},
 }
 
 func main() {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -29,15 +30,17 @@ const peerCommand = "__peer"
 var pingpongSizes = []int{100, 1000, 5000, 10000, 50000, 100000, 1 << 20}
 
 type pp struct {
-	ctrl  *bufio.ReadWriter
-	data  net.Conn
-	space *comm.Space
-	buf   []byte
-	seq   int
+	ctrl   *bufio.ReadWriter
+	data   net.Conn
+	client *comm.Client
+	space  *comm.Space // the space of the case being run
+	buf    []byte
+	seq    int
 }
 
 func runPingpong(ctx context.Context, quick bool) error {
 	header("pingpong")
+	defer profile("main")()
 	srv, err := server.New(server.Config{MemoryBytes: 1 << 30})
 	if err != nil {
 		return err
@@ -169,10 +172,14 @@ func (p *pp) tcpPingpong(size, n int) (time.Duration, error) {
 func (p *pp) chanPingpong(ctx context.Context, size, msgs, rounds int) (time.Duration, error) {
 	p.seq++
 	tag := fmt.Sprintf("pp%d", p.seq)
+	if err := p.openSpaces(ctx, tag); err != nil {
+		return 0, err
+	}
 	if err := p.command("chan %d %d %d %s", size, msgs, rounds, tag); err != nil {
 		return 0, err
 	}
 	buf := p.buf[:size]
+	readers := make([]*comm.Reader, 0, rounds)
 	start := time.Now()
 	for r := range rounds {
 		w, err := p.space.Create(ctx, fmt.Sprintf("%s/%d/ab", tag, r))
@@ -183,6 +190,7 @@ func (p *pp) chanPingpong(ctx context.Context, size, msgs, rounds int) (time.Dur
 		if err != nil {
 			return 0, err
 		}
+		readers = append(readers, rd)
 		for range msgs {
 			if _, err := w.Write(buf); err != nil {
 				return 0, err
@@ -194,10 +202,53 @@ func (p *pp) chanPingpong(ctx context.Context, size, msgs, rounds int) (time.Dur
 		if err := w.Close(ctx); err != nil {
 			return 0, err
 		}
-		rd.Close()
 	}
 	d := time.Since(start)
-	return d, p.awaitOK()
+	if err := p.awaitOK(); err != nil {
+		return 0, err
+	}
+	return d, p.closeSpaces(ctx, readers)
+}
+
+// openSpaces opens a fresh space for one case on both sides, untimed. Each
+// case gets its own space so that closing it afterwards (every channel
+// sealed and read to its end) frees its bytes in the cache.
+func (p *pp) openSpaces(ctx context.Context, name string) error {
+	s, err := p.client.OpenSpace(ctx, name)
+	if err != nil {
+		return err
+	}
+	p.space = s
+	if err := p.command("open %s", name); err != nil {
+		return err
+	}
+	return p.awaitOK()
+}
+
+// closeSpaces reads the given readers to their end (so that their
+// instances count as read), then closes the case's space on both sides.
+// It is not timed.
+func (p *pp) closeSpaces(ctx context.Context, readers []*comm.Reader) error {
+	if err := drain(readers); err != nil {
+		return err
+	}
+	if err := p.space.Close(ctx); err != nil {
+		return err
+	}
+	if err := p.command("close"); err != nil {
+		return err
+	}
+	return p.awaitOK()
+}
+
+func drain(readers []*comm.Reader) error {
+	for _, rd := range readers {
+		if n, err := io.Copy(io.Discard, rd); err != nil || n != 0 {
+			return fmt.Errorf("draining a read channel: %d bytes past the messages, %v", n, err)
+		}
+		rd.Close()
+	}
+	return nil
 }
 
 func (p *pp) tcpOneway(size, msgs int) (time.Duration, error) {
@@ -221,9 +272,15 @@ func (p *pp) tcpOneway(size, msgs int) (time.Duration, error) {
 // cacheOneway writes msgs messages to a channel and closes it; only then
 // does the peer attach and read it all from the cache. The time is the
 // reader's: from the command to its last byte.
+// cacheOneway writes msgs messages to a channel and closes it; only then
+// does the peer attach and read it all from the cache. The time is the
+// reader's: from the command to its last byte.
 func (p *pp) cacheOneway(ctx context.Context, size, msgs int) (time.Duration, error) {
 	p.seq++
 	name := fmt.Sprintf("cache%d", p.seq)
+	if err := p.openSpaces(ctx, name); err != nil {
+		return 0, err
+	}
 	w, err := p.space.Create(ctx, name)
 	if err != nil {
 		return 0, err
@@ -240,8 +297,11 @@ func (p *pp) cacheOneway(ctx context.Context, size, msgs int) (time.Duration, er
 	if err := p.command("cacheread %s %d", name, size*msgs); err != nil {
 		return 0, err
 	}
-	err = p.awaitOK()
-	return time.Since(start), err
+	if err := p.awaitOK(); err != nil {
+		return 0, err
+	}
+	d := time.Since(start)
+	return d, p.closeSpaces(ctx, nil)
 }
 
 func startPeer(ctx context.Context, serverAddr string) (*pp, func(), error) {
@@ -268,17 +328,24 @@ func startPeer(ctx context.Context, serverAddr string) (*pp, func(), error) {
 	data.(*net.TCPConn).SetNoDelay(true)
 	c, err := comm.New(comm.Config{Servers: []string{serverAddr}})
 	if err != nil {
+		cmd.Process.Kill()
 		return nil, nil, err
 	}
-	space, err := c.OpenSpace(ctx, "pingpong")
-	if err != nil {
-		return nil, nil, err
-	}
-	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, space: space,
+	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, client: c,
 		buf: make([]byte, 1<<20)}
 	cleanup := func() {
 		p.command("quit")
-		cmd.Wait()
+		exited := make(chan struct{})
+		go func() {
+			cmd.Wait()
+			close(exited)
+		}()
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second): // the peer is stuck in a failed case
+			cmd.Process.Kill()
+			<-exited
+		}
 		ctrl.Close()
 		data.Close()
 		c.Close()
@@ -294,6 +361,7 @@ func peerMain(args []string) int {
 		return 2
 	}
 	ctx := context.Background()
+	defer profile("peer")()
 	ctrl, err := net.Dial("tcp", args[0])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "peer:", err)
@@ -310,12 +378,7 @@ func peerMain(args []string) int {
 		return 1
 	}
 	defer c.Close()
-	space, err := c.OpenSpace(ctx, "pingpong")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "peer:", err)
-		return 1
-	}
-	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, space: space,
+	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, client: c,
 		buf: make([]byte, 1<<20)}
 	for {
 		line, err := p.ctrl.ReadString('\n')
@@ -357,6 +420,12 @@ func (p *pp) peerCase(ctx context.Context, f []string) error {
 		}
 		_, err := p.data.Write(buf[:1])
 		return err
+	case "open":
+		s, err := p.client.OpenSpace(ctx, f[1])
+		p.space = s
+		return err
+	case "close":
+		return p.space.Close(ctx)
 	case "chan":
 		return p.peerChan(ctx, atoi(f[1]), atoi(f[2]), atoi(f[3]), f[4])
 	case "cacheread":
@@ -378,11 +447,13 @@ func (p *pp) peerCase(ctx context.Context, f []string) error {
 
 func (p *pp) peerChan(ctx context.Context, size, msgs, rounds int, tag string) error {
 	buf := p.buf[:size]
+	readers := make([]*comm.Reader, 0, rounds)
 	for r := range rounds {
 		rd, err := p.space.Attach(ctx, fmt.Sprintf("%s/%d/ab", tag, r))
 		if err != nil {
 			return err
 		}
+		readers = append(readers, rd)
 		w, err := p.space.Create(ctx, fmt.Sprintf("%s/%d/ba", tag, r))
 		if err != nil {
 			return err
@@ -398,7 +469,26 @@ func (p *pp) peerChan(ctx context.Context, size, msgs, rounds int, tag string) e
 		if err := w.Close(ctx); err != nil {
 			return err
 		}
-		rd.Close()
 	}
-	return nil
+	// After the last round the other side has stopped its clock: reading
+	// to the end (so the instances count as read) is not timed.
+	return drain(readers)
+}
+
+// profile writes a CPU profile to $PINGPONG_PROFILE.NAME when that is set
+// (a tool for working on the π-channel data path).
+func profile(name string) func() {
+	dir := os.Getenv("PINGPONG_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(dir + "." + name)
+	if err != nil {
+		return func() {}
+	}
+	pprof.StartCPUProfile(f)
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
