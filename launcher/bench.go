@@ -2,7 +2,6 @@ package launcher
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -12,8 +11,9 @@ import (
 	"slices"
 	"strconv"
 	"syscall"
-	"text/tabwriter"
 	"time"
+
+	"github.com/pispace/pispace/internal/benchfmt"
 )
 
 // BenchConfig configures BenchLaunch.
@@ -28,20 +28,7 @@ type BenchConfig struct {
 }
 
 // BenchResult is one line of BENCH.md's JSON output.
-type BenchResult struct {
-	Bench         string         `json:"bench"`
-	Case          string         `json:"case"`
-	Param         map[string]int `json:"param"`
-	Metric        string         `json:"metric"`
-	Better        string         `json:"better"`
-	Value         float64        `json:"value"`
-	Min           float64        `json:"min"`
-	Max           float64        `json:"max"`
-	Baseline      string         `json:"baseline,omitempty"`
-	BaselineValue float64        `json:"baseline_value,omitempty"`
-	Ratio         float64        `json:"ratio,omitempty"`
-	Runs          int            `json:"runs"`
-}
+type BenchResult = benchfmt.Result
 
 // benchRankSource is the rank program of the benchmark: it prints its rank
 // and, given a duration argument, sleeps that long first.
@@ -218,12 +205,8 @@ func (b *bench) launch(ctx context.Context, n int) (BenchResult, error) {
 			}
 		}
 	}
-	r := summarize("launch", "pirun", map[string]int{"ranks": n}, "s", pi)
-	if len(mpi) > 0 {
-		r.Baseline, r.BaselineValue = "mpirun", median(mpi)
-		r.Ratio = r.BaselineValue / r.Value
-	}
-	return r, nil
+	r := summarize("launch", "pirun", map[string]any{"ranks": n}, "s", pi)
+	return r.Against("mpirun", mpi), nil
 }
 
 // elastic: a job of 2 ranks on a 1-slot node; a second node joins while
@@ -239,7 +222,7 @@ func (b *bench) elastic(ctx context.Context) (BenchResult, error) {
 			ms = append(ms, float64(d)/float64(time.Millisecond))
 		}
 	}
-	return summarize("launch", "elastic-join", map[string]int{"ranks": 2}, "ms", ms), nil
+	return summarize("launch", "elastic-join", map[string]any{"ranks": 2}, "ms", ms), nil
 }
 
 func (b *bench) elasticOnce(ctx context.Context) (time.Duration, error) {
@@ -306,7 +289,7 @@ func (b *bench) failover(ctx context.Context) (BenchResult, error) {
 			ms = append(ms, float64(d)/float64(time.Millisecond))
 		}
 	}
-	return summarize("launch", "failover", map[string]int{"ranks": 1}, "ms", ms), nil
+	return summarize("launch", "failover", map[string]any{"ranks": 1}, "ms", ms), nil
 }
 
 type benchNode struct {
@@ -408,33 +391,15 @@ func (b *bench) failoverOnce(ctx context.Context) (time.Duration, error) {
 	return d, nil
 }
 
-func summarize(benchName, c string, param map[string]int, metric string, xs []float64) BenchResult {
-	return BenchResult{Bench: benchName, Case: c, Param: param, Metric: metric, Better: "lower",
-		Value: median(xs), Min: slices.Min(xs), Max: slices.Max(xs), Runs: len(xs)}
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+func summarize(benchName, c string, param map[string]any, metric string, xs []float64) BenchResult {
+	return benchfmt.Measure(benchName, c, param, metric, "lower", xs)
 }
 
 func (b *bench) print(rs []BenchResult) error {
-	tw := tabwriter.NewWriter(b.cfg.Stderr, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "case\tparam\tmedian\tmin\tmax\tbaseline\tratio\truns")
-	enc := json.NewEncoder(b.cfg.Stdout)
 	for _, r := range rs {
-		base, ratio := "-", "-"
-		if r.Baseline != "" {
-			base, ratio = fmt.Sprintf("%s %.4g %s", r.Baseline, r.BaselineValue, r.Metric), fmt.Sprintf("%.2f", r.Ratio)
-		}
-		fmt.Fprintf(tw, "%s\t%v\t%.4g %s\t%.4g\t%.4g\t%s\t%s\t%d\n", r.Case, r.Param, r.Value, r.Metric, r.Min, r.Max, base, ratio, r.Runs)
-		if err := enc.Encode(r); err != nil {
+		if err := benchfmt.Write(b.cfg.Stdout, b.cfg.Stderr, r); err != nil {
 			return err
 		}
 	}
-	return tw.Flush()
+	return nil
 }
