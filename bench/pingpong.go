@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -40,7 +39,6 @@ type pp struct {
 
 func runPingpong(ctx context.Context, quick bool) error {
 	header("pingpong")
-	defer profile("main")()
 	srv, err := server.New(server.Config{MemoryBytes: 1 << 30})
 	if err != nil {
 		return err
@@ -361,7 +359,6 @@ func peerMain(args []string) int {
 		return 2
 	}
 	ctx := context.Background()
-	defer profile("peer")()
 	ctrl, err := net.Dial("tcp", args[0])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "peer:", err)
@@ -473,22 +470,4 @@ func (p *pp) peerChan(ctx context.Context, size, msgs, rounds int, tag string) e
 	// After the last round the other side has stopped its clock: reading
 	// to the end (so the instances count as read) is not timed.
 	return drain(readers)
-}
-
-// profile writes a CPU profile to $PINGPONG_PROFILE.NAME when that is set
-// (a tool for working on the π-channel data path).
-func profile(name string) func() {
-	dir := os.Getenv("PINGPONG_PROFILE")
-	if dir == "" {
-		return func() {}
-	}
-	f, err := os.Create(dir + "." + name)
-	if err != nil {
-		return func() {}
-	}
-	pprof.StartCPUProfile(f)
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}
 }

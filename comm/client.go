@@ -30,6 +30,17 @@ type Config struct {
 	// SinkQueue bounds, in bytes, what a writer queues for one direct
 	// reader before it drops that reader to the cache path. Zero means 8 MiB.
 	SinkQueue int
+	// DirectWindow bounds, in bytes, what a writer may have written to a
+	// direct reader's connection that the reader has not acknowledged
+	// reading, for the writer to keep writing to that connection from
+	// Write itself; past it, bytes for that reader go through a queue and
+	// a goroutine of the writer, so that Write never waits for the reader.
+	// The writer's socket send buffer is set to hold it, and the window
+	// shrinks to what the kernel grants. Zero means 4 MiB.
+	DirectWindow int
+	// CacheQueue bounds, in bytes, what a writer queues for the cache
+	// before Write waits for the cache connection. Zero means 4 MiB.
+	CacheQueue int
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -52,6 +63,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.SinkQueue <= 0 {
 		c.SinkQueue = 8 << 20
 	}
+	if c.DirectWindow <= 0 {
+		c.DirectWindow = 4 << 20
+	}
+	if c.CacheQueue <= 0 {
+		c.CacheQueue = 4 << 20
+	}
 	return c, nil
 }
 
@@ -62,9 +79,12 @@ type Client struct {
 	cfg    Config
 	direct *directServer // nil when the direct path is off
 
+	blocks sync.Pool // ChunkSize-byte buffers of writers' cache queues
+
 	mu     sync.Mutex
 	closed bool
 	spaces map[*Space]struct{}
+	idle   map[string][]*conn // direct-path connections to writers, ready for a Subscribe
 }
 
 // New returns a client for the servers in cfg. It starts the direct-path
@@ -74,13 +94,13 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, spaces: map[*Space]struct{}{}}
+	c := &Client{cfg: cfg, spaces: map[*Space]struct{}{}, idle: map[string][]*conn{}}
 	if cfg.DirectAddr != "off" {
 		l, err := net.Listen("tcp", cfg.DirectAddr)
 		if err != nil {
 			return nil, fmt.Errorf("comm: direct-path listener: %w", err)
 		}
-		c.direct = newDirectServer(l, cfg.MaxPayload)
+		c.direct = newDirectServer(l, cfg.MaxPayload, cfg.DirectWindow)
 	}
 	return c, nil
 }
@@ -140,7 +160,14 @@ func (c *Client) Close() error {
 	c.closed = true
 	spaces := c.spaces
 	c.spaces = nil
+	idle := c.idle
+	c.idle = nil
 	c.mu.Unlock()
+	for _, conns := range idle {
+		for _, cn := range conns {
+			cn.close()
+		}
+	}
 	for s := range spaces {
 		s.Close(context.Background())
 	}
@@ -153,5 +180,36 @@ func (c *Client) Close() error {
 func (c *Client) forget(s *Space) {
 	c.mu.Lock()
 	delete(c.spaces, s)
+	c.mu.Unlock()
+}
+
+// maxIdleDirect bounds the idle direct-path connections kept per writer
+// address.
+const maxIdleDirect = 4
+
+// takeDirect returns an idle direct-path connection to addr, or nil.
+func (c *Client) takeDirect(addr string) *conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	conns := c.idle[addr]
+	if len(conns) == 0 {
+		return nil
+	}
+	cn := conns[len(conns)-1]
+	conns[len(conns)-1] = nil
+	c.idle[addr] = conns[:len(conns)-1]
+	return cn
+}
+
+// putDirect keeps cn, a direct-path connection whose last subscription
+// ended cleanly, for the next reader of a writer at addr.
+func (c *Client) putDirect(addr string, cn *conn) {
+	c.mu.Lock()
+	if c.closed || len(c.idle[addr]) >= maxIdleDirect {
+		c.mu.Unlock()
+		cn.close()
+		return
+	}
+	c.idle[addr] = append(c.idle[addr], cn)
 	c.mu.Unlock()
 }

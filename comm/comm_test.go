@@ -234,9 +234,11 @@ func TestAttachWaitsForCreate(t *testing.T) {
 		err error
 	}
 	out := make(chan res, 2)
+	attached := make(chan struct{}, 2)
 	for range 2 {
 		go func() {
 			r, err := s.Attach(ctx, "later")
+			attached <- struct{}{}
 			if err != nil {
 				out <- res{err: err}
 				return
@@ -250,6 +252,11 @@ func TestAttachWaitsForCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Write([]byte("hello"))
+	// Close only once both readers hold the instance: a reader that reached
+	// the end before the other attached would mark it read, and the other's
+	// Attach would rightly wait for the next instance.
+	<-attached
+	<-attached
 	w.Close(ctx)
 	for range 2 {
 		r := <-out

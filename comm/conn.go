@@ -1,7 +1,9 @@
 package comm
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -16,13 +18,18 @@ import (
 // writer). Reads are done by exactly one goroutine at a time (its owner);
 // writes are serialised by wmu.
 type conn struct {
-	c   net.Conn
-	r   *wire.Reader
-	wmu sync.Mutex
-	req uint32 // last request id used; owner-only
+	c     net.Conn
+	br    *bufio.Reader // under r, shared: data frames are streamed from it (see dataHeader)
+	r     *wire.Reader
+	wmu   sync.Mutex
+	req   uint32 // last request id used; owner-only
+	hello uint32 // request id of the hello whose answer is still to be read; owner-only
+	max   int    // largest payload accepted
 }
 
-// dialConn connects to addr and performs the hello handshake.
+// dialConn connects to addr and sends the hello. It does not wait for the
+// answer: the hello is pipelined with the caller's first request, whose
+// reply follows the hello's (a refused hello is reported by that request).
 func dialConn(ctx context.Context, d Dialer, addr string, maxPayload int) (*conn, error) {
 	nc, err := d(ctx, addr)
 	if err != nil {
@@ -31,18 +38,58 @@ func dialConn(ctx context.Context, d Dialer, addr string, maxPayload int) (*conn
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	c := &conn{c: nc, r: wire.NewReader(nc, maxPayload+1024)}
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	f, err := c.call(proto.THello, &proto.Hello{Magic: proto.Magic, Version: proto.Version, Peer: "comm client"})
-	if err == nil && f.Type != proto.TOK {
-		err = fmt.Errorf("%w: unexpected hello reply type %d", ErrProtocol, f.Type)
-	}
+	c := newConn(nc, maxPayload+1024)
+	req, err := c.send(proto.THello, &proto.Hello{Magic: proto.Magic, Version: proto.Version, Peer: "comm client"})
 	if err != nil {
 		nc.Close()
 		return nil, ctxErr(ctx, fmt.Errorf("comm: handshake with %s: %w", addr, err))
 	}
+	c.hello = req
 	return c, nil
+}
+
+// frameBuffer is the size of a connection's read buffer; wire.NewReader
+// reuses a bufio.Reader at least this large instead of wrapping it.
+const frameBuffer = 64 << 10
+
+func newConn(nc net.Conn, max int) *conn {
+	br := bufio.NewReaderSize(nc, frameBuffer)
+	return &conn{c: nc, br: br, r: wire.NewReader(br, max), max: max}
+}
+
+// dataHeader reads, when the next frame is a data frame of request req, its
+// header and the data prefix, leaving the connection at the frame's first
+// data byte; it returns the data's offset and length. Otherwise it consumes
+// nothing and ok is false: the caller reads the frame with c.r.Next. This
+// lets a reader copy data straight from the connection to its caller's
+// buffer.
+// prefixMax bounds the prefix looked at (the space name's length plus
+// three varints).
+func (c *conn) dataHeader(req uint32, prefixMax int) (off int64, n int, ok bool, err error) {
+	h, err := c.br.Peek(wire.HeaderSize)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	size := int(binary.LittleEndian.Uint32(h[8:]))
+	if h[0] != wire.Version || wire.Type(h[1]) != proto.TData || binary.LittleEndian.Uint32(h[4:]) != req ||
+		binary.LittleEndian.Uint16(h[2:])&^wire.FlagMask != 0 || size > c.max {
+		return 0, 0, false, nil // not ours, or malformed: Next handles it
+	}
+	// The prefix: space name, instance, offset.
+	pre, err := c.br.Peek(wire.HeaderSize + min(size, prefixMax, c.br.Size()-wire.HeaderSize))
+	if err != nil {
+		return 0, 0, false, err
+	}
+	d := wire.NewDec(pre[wire.HeaderSize:])
+	d.Bytes(wire.MaxString)
+	d.U64()
+	off = d.I64()
+	if d.Err() != nil || off < 0 {
+		return 0, 0, false, nil
+	}
+	used := len(pre) - len(d.B)
+	c.br.Discard(used)
+	return off, wire.HeaderSize + size - used, true, nil
 }
 
 // send writes one message frame with a fresh request id and returns it.
@@ -78,12 +125,32 @@ func (c *conn) call(t wire.Type, m proto.Msg) (wire.Frame, error) {
 	return c.await(req)
 }
 
+// callCtx is call bounded by ctx: when ctx ends first the read is cut
+// and the connection is left unusable (the caller drops it).
+func (c *conn) callCtx(ctx context.Context, t wire.Type, m proto.Msg) (wire.Frame, error) {
+	if ctx.Done() == nil {
+		return c.call(t, m)
+	}
+	stop := context.AfterFunc(ctx, func() { c.c.SetReadDeadline(time.Unix(1, 0)) })
+	f, err := c.call(t, m)
+	if !stop() {
+		return f, ctx.Err()
+	}
+	return f, err
+}
+
 // await reads frames until one answers req, skipping stale ones.
 func (c *conn) await(req uint32) (wire.Frame, error) {
 	for {
 		f, err := c.r.Next()
 		if err != nil {
 			return f, err
+		}
+		if ok, err := c.isHelloReply(f); ok {
+			if err != nil {
+				return f, err
+			}
+			continue
 		}
 		if f.Req != req && f.Req != 0 {
 			continue // a late answer to a request given up on
@@ -93,6 +160,22 @@ func (c *conn) await(req uint32) (wire.Frame, error) {
 		}
 		return f, nil
 	}
+}
+
+// isHelloReply reports whether f answers the pipelined hello, and the
+// error if the peer refused it.
+func (c *conn) isHelloReply(f wire.Frame) (bool, error) {
+	if c.hello == 0 || f.Req != c.hello {
+		return false, nil
+	}
+	c.hello = 0
+	switch f.Type {
+	case proto.TOK:
+		return true, nil
+	case proto.TError:
+		return true, fmt.Errorf("comm: handshake: %w", decodeError(f))
+	}
+	return true, fmt.Errorf("%w: unexpected hello reply type %d", ErrProtocol, f.Type)
 }
 
 func decodeError(f wire.Frame) error {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pispace/pispace/comm/internal/proto"
@@ -13,14 +14,17 @@ import (
 // directServer accepts readers' connections on the direct path and hands
 // each to the local writer it subscribes to.
 type directServer struct {
-	l   net.Listener
-	max int
+	l      net.Listener
+	max    int
+	window int
 
-	mu      sync.Mutex
-	writers map[wkey]*Writer
-	conns   map[net.Conn]struct{}
-	closed  bool
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	writers  map[wkey]*Writer
+	creating int        // writers whose Create is in flight
+	created  *sync.Cond // broadcast when creating drops or the server closes
+	conns    map[net.Conn]struct{}
+	closed   bool
+	wg       sync.WaitGroup
 }
 
 type wkey struct {
@@ -28,8 +32,9 @@ type wkey struct {
 	inst  uint64
 }
 
-func newDirectServer(l net.Listener, max int) *directServer {
-	d := &directServer{l: l, max: max, writers: map[wkey]*Writer{}, conns: map[net.Conn]struct{}{}}
+func newDirectServer(l net.Listener, max, window int) *directServer {
+	d := &directServer{l: l, max: max, window: window, writers: map[wkey]*Writer{}, conns: map[net.Conn]struct{}{}}
+	d.created = sync.NewCond(&d.mu)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -40,10 +45,42 @@ func newDirectServer(l net.Listener, max int) *directServer {
 
 func (d *directServer) addr() string { return d.l.Addr().String() }
 
+// beginCreate announces a Create in flight: the server may tell a reader
+// about the instance before the writer learns its id and registers, and a
+// Subscribe for an unknown instance waits while creates are in flight.
+// Each beginCreate is followed by register or endCreate.
+func (d *directServer) beginCreate() {
+	d.mu.Lock()
+	d.creating++
+	d.mu.Unlock()
+}
+
+func (d *directServer) endCreate() {
+	d.mu.Lock()
+	d.creating--
+	d.created.Broadcast()
+	d.mu.Unlock()
+}
+
 func (d *directServer) register(space string, inst uint64, w *Writer) {
 	d.mu.Lock()
 	d.writers[wkey{space, inst}] = w
+	d.creating--
+	d.created.Broadcast()
 	d.mu.Unlock()
+}
+
+// lookup returns the writer of the instance, waiting while creates are in
+// flight if it is not registered yet.
+func (d *directServer) lookup(space string, inst uint64) *Writer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		if w := d.writers[wkey{space, inst}]; w != nil || d.creating == 0 || d.closed {
+			return w
+		}
+		d.created.Wait()
+	}
 }
 
 func (d *directServer) unregister(space string, inst uint64, w *Writer) {
@@ -79,15 +116,19 @@ func (d *directServer) accept() {
 	}
 }
 
-// serve handles one reader: hello, then Subscribe requests until one is at
-// the writer's position; then the connection belongs to the sink, and this
-// goroutine only watches for the reader going away.
+// serve handles one reader connection: hello, then Subscribe requests,
+// one at a time. While a subscription runs, the reader acknowledges what it
+// has read (tAck); after it ends with an EOF the reader may keep the
+// connection and subscribe again, to this writer or another of this
+// client's.
 func (d *directServer) serve(nc net.Conn) {
 	defer nc.Close()
+	window := 0 // no inline writes unless the send buffer is known to hold them
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+		window = sendWindow(tc, d.window)
 	}
-	c := &conn{c: nc, r: wire.NewReader(nc, d.max+1024)}
+	c := newConn(nc, d.max+1024)
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	f, err := c.r.Next()
 	if err != nil || f.Type != proto.THello {
@@ -97,43 +138,66 @@ func (d *directServer) serve(nc net.Conn) {
 	if c.sendReq(proto.TOK, f.Req, nil) != nil {
 		return
 	}
+	var cur *sink
+	defer func() {
+		if cur != nil {
+			cur.abort()
+			cur.wait()
+		}
+	}()
 	for {
 		f, err := c.r.Next()
 		if err != nil {
 			return
 		}
-		var m proto.Subscribe
-		if f.Type != proto.TSubscribe {
-			err = fmt.Errorf("unexpected frame type %d", f.Type)
-		} else {
-			err = proto.Unmarshal(f.Payload, &m)
-		}
+		cur, err = d.handle(c, cur, f, window)
 		if err != nil {
 			c.sendReq(proto.TError, f.Req, &proto.Error{Code: proto.CodeProtocol, Msg: err.Error()})
 			return
 		}
-		s, perr := d.subscribe(c, m)
-		if perr != nil {
-			c.sendReq(proto.TError, f.Req, perr)
-			continue
-		}
-		s.start(f.Req)
-		// The reader sends nothing more; a read returning means it left.
-		c.r.Next()
-		s.abort()
-		s.wait()
-		return
 	}
 }
 
-func (d *directServer) subscribe(c *conn, m proto.Subscribe) (*sink, *proto.Error) {
-	d.mu.Lock()
-	w := d.writers[wkey{m.Space, m.Instance}]
-	d.mu.Unlock()
+// handle processes one frame from a reader; cur is the subscription
+// running on the connection, if any. An error breaks the protocol.
+func (d *directServer) handle(c *conn, cur *sink, f wire.Frame, window int) (*sink, error) {
+	switch f.Type {
+	case tAck:
+		var m ackMsg
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return cur, err
+		}
+		if cur != nil && cur.req == f.Req {
+			cur.ack(m.Offset)
+		}
+		return cur, nil
+	case proto.TSubscribe:
+		var m proto.Subscribe
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return cur, err
+		}
+		if cur != nil {
+			if !cur.finished() {
+				return cur, fmt.Errorf("subscribe while subscription %d runs", cur.req)
+			}
+			cur.wait() // it has sent its EOF; let it return
+		}
+		s, perr := d.subscribe(c, f.Req, m, window)
+		if perr != nil {
+			c.sendReq(proto.TError, f.Req, perr)
+			return nil, nil
+		}
+		return s, nil
+	}
+	return cur, fmt.Errorf("unexpected frame type %d", f.Type)
+}
+
+func (d *directServer) subscribe(c *conn, req uint32, m proto.Subscribe, window int) (*sink, *proto.Error) {
+	w := d.lookup(m.Space, m.Instance)
 	if w == nil {
 		return nil, &proto.Error{Code: proto.CodeNotFound, Msg: fmt.Sprintf("no writer of instance %d here", m.Instance)}
 	}
-	s, err := w.subscribe(c, m.Offset, w.s.c.cfg.SinkQueue)
+	s, err := w.subscribe(c, req, m.Offset, window)
 	if err != nil {
 		return nil, err.(*proto.Error)
 	}
@@ -143,6 +207,7 @@ func (d *directServer) subscribe(c *conn, m proto.Subscribe) (*sink, *proto.Erro
 func (d *directServer) close() {
 	d.mu.Lock()
 	d.closed = true
+	d.created.Broadcast()
 	d.l.Close()
 	for c := range d.conns {
 		c.Close()
@@ -151,24 +216,72 @@ func (d *directServer) close() {
 	d.wg.Wait()
 }
 
-// sink streams a writer's bytes to one direct reader from its own
-// goroutine, so the writer never waits for the reader. Its queue is bounded
-// in bytes; a reader that lets it fill is dropped and continues from the
-// cache.
+// sendWindow sets the connection's send buffer for want bytes of inline
+// writes and returns how many it holds: the kernel may grant less than
+// asked (net.core.wmem_max), and about half of what it reports is payload.
+func sendWindow(tc *net.TCPConn, want int) int {
+	tc.SetWriteBuffer(want)
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	got := 0
+	raw.Control(func(fd uintptr) {
+		got, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
+	})
+	return min(want, got/2)
+}
+
+// subscribedMsg is the payload of the OK answering a Subscribe: how often
+// the reader should acknowledge, a quarter of the connection's window.
+type subscribedMsg struct{ AckEvery int64 }
+
+func (m *subscribedMsg) Encode(e *wire.Enc) { e.I64(m.AckEvery) }
+func (m *subscribedMsg) Decode(d *wire.Dec) { m.AckEvery = d.I64() }
+
+// tAck is the direct path's flow-control frame, from reader to writer on a
+// connection otherwise idle in that direction: its request id is the
+// subscription's and its payload ([ackMsg]) the offset up to which the
+// reader has read. It is defined here because only the direct path, all
+// of which is in this package, speaks it.
+const tAck wire.Type = 64
+
+// ackMsg is the payload of a tAck frame.
+type ackMsg struct{ Offset int64 }
+
+func (m *ackMsg) Encode(e *wire.Enc) { e.I64(m.Offset) }
+func (m *ackMsg) Decode(d *wire.Dec) { m.Offset = d.I64() }
+
+// sink streams a writer's bytes to one direct reader, so that the writer
+// never waits for the reader. Write hands the bytes to the connection
+// itself (inline) while that cannot block: nothing is queued or being
+// written, and the bytes the reader has not acknowledged stay within the
+// window, which the connection's send buffer holds. Otherwise it queues a
+// copy for the sink's goroutine, which may block on the connection. The
+// queue is bounded in bytes; a reader that lets it fill is dropped and
+// continues from the cache. Every data frame carries its offset.
 type sink struct {
-	c     *conn
-	space string
-	inst  uint64
-	limit int
+	c      *conn
+	req    uint32
+	space  string
+	inst   uint64
+	limit  int // queued bytes before the reader is dropped
+	window int // unacknowledged bytes for inline writes
+	chunk  int // largest data frame
 
 	mu     sync.Mutex
 	cond   *sync.Cond
 	q      []sinkItem
 	queued int
+	busy   bool       // a write to the connection is in progress
+	acked  int64      // the reader has read up to here
+	inline int64      // bytes written from Write itself (for tests)
 	end    *proto.EOF // set by finish: send it after the queue, then stop
 	dead   bool
-	req    uint32
 	done   chan struct{}
+
+	frames net.Buffers // Write's frames; used while busy
+	hdr    []byte
 }
 
 type sinkItem struct {
@@ -176,55 +289,121 @@ type sinkItem struct {
 	data []byte
 }
 
-func newSink(c *conn, space string, inst uint64, limit int) *sink {
-	s := &sink{c: c, space: space, inst: inst, limit: limit, done: make(chan struct{})}
+func newSink(c *conn, req uint32, space string, inst uint64, limit, window, chunk int, off int64) *sink {
+	s := &sink{c: c, req: req, space: space, inst: inst, limit: limit, window: window, chunk: chunk,
+		acked: off, busy: true, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
 
-// start replies to the subscription and starts the sending goroutine.
-func (s *sink) start(req uint32) {
-	s.req = req
+// start queues backlog (the bytes from the subscription's offset to the
+// writer's) and starts the goroutine, which first answers the Subscribe:
+// until it has, the sink is busy and Write queues.
+func (s *sink) start(backlog []byte) {
+	if len(backlog) > 0 {
+		s.q = append(s.q, sinkItem{s.acked, backlog})
+		s.queued = len(backlog)
+	}
 	go s.run()
 }
 
-// push queues data at off; false means the sink is gone (dropped or dead).
-func (s *sink) push(off int64, data []byte) bool {
+// offer hands p, at off, to the reader; false means the sink is gone
+// (dropped or dead).
+func (s *sink) offer(off int64, p []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dead {
 		return false
 	}
-	if s.queued+len(data) > s.limit {
-		s.dead = true
-		s.c.close() // slow receiver: it resumes from the cache
-		s.cond.Signal()
+	if len(s.q) == 0 && !s.busy && off+int64(len(p))-s.acked <= int64(s.window) {
+		s.busy = true
+		s.mu.Unlock()
+		err := s.writeInline(off, p)
+		s.mu.Lock()
+		s.busy = false
+		if err != nil {
+			s.kill()
+			return false
+		}
+		s.inline += int64(len(p))
+		if len(s.q) > 0 || s.end != nil {
+			s.cond.Broadcast() // work the goroutine held back while busy
+		}
+		return !s.dead
+	}
+	if s.queued+len(p) > s.limit {
+		s.kill() // slow receiver: it resumes from the cache
 		return false
 	}
-	s.q = append(s.q, sinkItem{off, data})
-	s.queued += len(data)
-	s.cond.Signal()
+	s.q = append(s.q, sinkItem{off, append([]byte(nil), p...)})
+	s.queued += len(p)
+	s.cond.Broadcast()
 	return true
+}
+
+// writeInline writes p at off as data frames, from Write's goroutine.
+func (s *sink) writeInline(off int64, p []byte) error {
+	bufs, hdr := s.frames[:0], s.hdr[:0]
+	for len(p) > 0 {
+		n := min(len(p), s.chunk)
+		start := len(hdr)
+		hdr = proto.AppendDataHeader(hdr, proto.TData, s.req, s.space, s.inst, off, n)
+		bufs = append(bufs, hdr[start:len(hdr):len(hdr)], p[:n])
+		p = p[n:]
+		off += int64(n)
+	}
+	s.hdr = hdr
+	s.frames = bufs[:0]
+	s.c.wmu.Lock()
+	_, err := bufs.WriteTo(s.c.c)
+	s.c.wmu.Unlock()
+	clear(s.frames[:cap(s.frames)]) // drop references to the caller's buffer
+	return err
+}
+
+// kill drops the reader: it continues from the cache. s.mu must be held.
+func (s *sink) kill() {
+	s.dead = true
+	s.c.close()
+	s.cond.Broadcast()
+}
+
+// ack records that the reader has read up to off.
+func (s *sink) ack(off int64) {
+	s.mu.Lock()
+	if off > s.acked {
+		s.acked = off
+	}
+	s.mu.Unlock()
 }
 
 // finish ends the stream after the queued bytes: with an EOF frame when the
 // channel was sealed, by closing the connection otherwise.
 func (s *sink) finish(length int64, sealed bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return
+	}
 	if sealed {
 		s.end = &proto.EOF{Length: length, Sealed: true}
+		s.cond.Broadcast()
 	} else {
-		s.dead = true
-		s.c.close()
+		s.kill()
 	}
-	s.cond.Signal()
-	s.mu.Unlock()
+}
+
+// finished reports whether the writer has ended the stream.
+func (s *sink) finished() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.end != nil || s.dead
 }
 
 func (s *sink) abort() {
 	s.mu.Lock()
 	s.dead = true
-	s.cond.Signal()
+	s.cond.Broadcast()
 	s.mu.Unlock()
 	s.c.close()
 }
@@ -238,43 +417,49 @@ func (s *sink) wait() {
 
 func (s *sink) run() {
 	defer close(s.done)
-	if s.c.sendReq(proto.TOK, s.req, nil) != nil {
-		s.abort()
+	err := s.c.sendReq(proto.TOK, s.req, &subscribedMsg{AckEvery: int64(s.window / 4)})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busy = false
+	if err != nil {
+		s.kill()
 		return
 	}
 	var hdr []byte
+	var bufs net.Buffers
 	for {
-		s.mu.Lock()
-		for len(s.q) == 0 && s.end == nil && !s.dead {
+		for (len(s.q) == 0 && s.end == nil || s.busy) && !s.dead {
 			s.cond.Wait()
 		}
 		if s.dead {
+			return
+		}
+		if len(s.q) == 0 {
 			s.mu.Unlock()
+			s.c.sendReq(proto.TEOF, s.req, s.end) // the connection stays, for another subscription
+			s.mu.Lock()
 			return
 		}
 		items := s.q
 		s.q = nil
 		s.queued = 0
-		end := s.end
+		s.busy = true
 		s.mu.Unlock()
-		bufs := make(net.Buffers, 0, 2*len(items))
+		bufs, hdr = bufs[:0], hdr[:0]
 		for _, it := range items {
 			start := len(hdr)
 			hdr = proto.AppendDataHeader(hdr, proto.TData, s.req, s.space, s.inst, it.off, len(it.data))
 			bufs = append(bufs, hdr[start:len(hdr):len(hdr)], it.data)
 		}
-		if len(items) == 0 && end != nil {
-			s.c.sendReq(proto.TEOF, s.req, end)
-			s.c.close()
-			return
-		}
 		s.c.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		s.c.wmu.Lock()
 		_, err := bufs.WriteTo(s.c.c)
 		s.c.wmu.Unlock()
-		hdr = hdr[:0]
+		s.c.c.SetWriteDeadline(time.Time{}) // inline writes have none
+		s.mu.Lock()
+		s.busy = false
 		if err != nil {
-			s.abort()
+			s.kill()
 			return
 		}
 	}

@@ -2,6 +2,7 @@ package comm
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +47,11 @@ type Reader struct {
 	req   uint32 // request id of the current stream
 	tries int
 
-	pending []byte // rest of the current data frame
+	acked    int64 // on the direct path: the offset last acknowledged to the writer
+	ackEvery int64 // acknowledge once this many more bytes are read
+
+	pending []byte // rest of the current data frame, when read whole
+	left    int    // bytes of the current data frame still on the connection
 	eof     bool
 	closed  bool
 }
@@ -63,7 +68,8 @@ func newReader(ctx context.Context, s *Space, name string, anyInst bool, o attac
 		return nil, fmt.Errorf("comm: attach %q: %w", name, err)
 	}
 	r := &Reader{s: s, info: infoFrom(info), off: o.offset, cc: c,
-		writerActive: info.WriterActive, directAddr: info.DirectAddr}
+		writerActive: info.WriterActive, directAddr: info.DirectAddr,
+		ackEvery: int64(max(1, s.c.cfg.DirectWindow/4))}
 	return r, nil
 }
 
@@ -92,8 +98,14 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 		if len(r.pending) > 0 {
 			n := copy(p, r.pending)
 			r.pending = r.pending[n:]
-			r.off += int64(n)
+			r.delivered(n)
 			return n, nil
+		}
+		if r.left > 0 {
+			if n, err := r.stream(ctx, p); n > 0 || err != nil {
+				return n, err
+			}
+			continue
 		}
 		if err := r.fill(ctx); err != nil {
 			return 0, err
@@ -102,8 +114,68 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 	return 0, io.EOF
 }
 
+// delivered accounts for n bytes handed to the caller.
+func (r *Reader) delivered(n int) {
+	r.off += int64(n)
+	if r.src == srcDirect && r.off-r.acked >= r.ackEvery {
+		r.ack()
+	}
+}
+
+// source returns the connection the current stream comes on.
+func (r *Reader) source() *conn {
+	if r.src == srcDirect {
+		return r.dc
+	}
+	return r.cc
+}
+
+// watch makes c's blocked read return when ctx ends; the function it
+// returns reports whether that happened.
+func watch(ctx context.Context, c *conn) func() bool {
+	if ctx.Done() == nil {
+		return func() bool { return false }
+	}
+	stop := context.AfterFunc(ctx, func() { c.c.SetReadDeadline(time.Unix(1, 0)) })
+	return func() bool { return !stop() }
+}
+
+// stream copies the current data frame's next bytes straight from the
+// connection into p.
+func (r *Reader) stream(ctx context.Context, p []byte) (int, error) {
+	c := r.source()
+	cut := watch(ctx, c)
+	var n int
+	var err error
+	if c.br.Buffered() == 0 {
+		// Straight from the socket into p: the buffer is empty, so the
+		// stream stays in order, and the bytes are copied once.
+		n, err = c.c.Read(p[:min(len(p), r.left)])
+	} else {
+		n, err = c.br.Read(p[:min(len(p), r.left)])
+	}
+	r.left -= n
+	if n > 0 {
+		r.delivered(n)
+	}
+	if cut() {
+		// The connection may be mid-frame: drop it and start again from
+		// our offset on the next read.
+		r.dropSource()
+		if n > 0 {
+			return n, nil
+		}
+		return 0, ctx.Err()
+	}
+	if err != nil && n == 0 {
+		return 0, r.sourceFailed(ctx, err)
+	}
+	return n, nil
+}
+
 // fill gets the next frame from the current source, switching sources as
-// the situation demands.
+// the situation demands. A data frame of the current stream is left on the
+// connection for stream to copy out.
 func (r *Reader) fill(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -113,28 +185,53 @@ func (r *Reader) fill(ctx context.Context) error {
 			return err
 		}
 	}
-	c := r.cc
-	if r.src == srcDirect {
-		c = r.dc
+	c := r.source()
+	cut := watch(ctx, c)
+	off, n, ok, err := c.dataHeader(r.req, len(r.s.name)+3*binary.MaxVarintLen64)
+	var f wire.Frame
+	if err == nil && ok {
+		err = r.dataFrame(c, off, n)
+	} else if err == nil {
+		f, err = c.r.Next()
 	}
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() { c.c.SetReadDeadline(time.Unix(1, 0)) })
-	}
-	f, err := c.r.Next()
-	if stop != nil && !stop() {
+	if cut() {
 		// The deadline fired: the connection may be mid-frame. Drop it and
 		// start again from our offset on the next read.
 		r.dropSource()
 		return ctx.Err()
 	}
 	if err != nil {
+		if errors.Is(err, ErrProtocol) {
+			return err
+		}
 		return r.sourceFailed(ctx, err)
+	}
+	if ok {
+		return nil
+	}
+	if ok, err := c.isHelloReply(f); ok {
+		return err // a refused hello: the server closes the connection
 	}
 	if f.Req != r.req {
 		return nil // stale frame of an earlier stream
 	}
 	return r.frame(f)
+}
+
+// dataFrame positions the reader in a data frame of n bytes at off whose
+// header is read.
+func (r *Reader) dataFrame(c *conn, off int64, n int) error {
+	if off > r.off || off+int64(n) < r.off {
+		return fmt.Errorf("%w: data at offset %d, reader at %d", ErrProtocol, off, r.off)
+	}
+	skip := int(r.off - off)
+	if skip > 0 {
+		if _, err := c.br.Discard(skip); err != nil {
+			return err
+		}
+	}
+	r.left = n - skip
+	return nil
 }
 
 // frame handles one frame of the current stream.
@@ -176,6 +273,12 @@ func (r *Reader) endOfStream(m proto.EOF) error {
 		if r.cc != nil {
 			r.cc.sendReq(proto.TReadDone, 0, &proto.Ref{Space: r.s.name, Instance: r.info.Instance})
 		}
+		if r.src == srcDirect && r.dc != nil {
+			// The subscription ended cleanly: the connection can serve
+			// another reader of this client.
+			r.s.c.putDirect(r.directAddr, r.dc)
+			r.dc = nil
+		}
 		return nil
 	}
 	// A catch-up stream reached the cache's current end: try the writer.
@@ -183,7 +286,12 @@ func (r *Reader) endOfStream(m proto.EOF) error {
 	return nil
 }
 
-// open starts a stream from the right source at r.off.
+// open starts a stream from the right source at r.off: the writer itself
+// when it is active (it serves a reader a little behind it from what it
+// still holds), else, or when the writer is too far ahead, a catch-up
+// stream from the cache that ends at the cache's current length, after
+// which the writer is tried again; after maxSubscribeTries catch-ups, or
+// without a direct path, a cache stream that follows the writer.
 func (r *Reader) open(ctx context.Context) error {
 	if r.cc == nil {
 		c, err := dialConn(ctx, r.s.c.cfg.Dialer, r.s.addr, r.s.c.cfg.MaxPayload)
@@ -193,10 +301,14 @@ func (r *Reader) open(ctx context.Context) error {
 		r.cc = c
 	}
 	direct := r.writerActive && r.directAddr != "" && r.s.c.direct != nil && r.tries < maxSubscribeTries
-	if direct && r.tries > 0 {
+	if direct {
 		if r.subscribe(ctx) {
 			return nil
 		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		direct = r.tries < maxSubscribeTries
 	}
 	follow := !direct
 	r.tries++
@@ -214,33 +326,57 @@ func (r *Reader) open(ctx context.Context) error {
 	return nil
 }
 
-// subscribe tries the direct path at r.off; false means stay on the cache.
+// subscribe tries the direct path at r.off; false means read from the
+// cache for now (r.tries is maxed when the writer is unreachable).
 func (r *Reader) subscribe(ctx context.Context) bool {
+	pooled := false
 	if r.dc == nil {
-		c, err := dialConn(ctx, r.s.c.cfg.Dialer, r.directAddr, r.s.c.cfg.MaxPayload)
-		if err != nil {
-			r.tries = maxSubscribeTries // writer unreachable: use the cache
-			return false
-		}
-		r.dc = c
+		r.dc, pooled = r.s.c.takeDirect(r.directAddr), true
 	}
-	f, err := r.dc.call(proto.TSubscribe, &proto.Subscribe{Space: r.s.name, Instance: r.info.Instance, Offset: r.off})
-	if err != nil {
+	for {
+		if r.dc == nil {
+			c, err := dialConn(ctx, r.s.c.cfg.Dialer, r.directAddr, r.s.c.cfg.MaxPayload)
+			if err != nil {
+				r.tries = maxSubscribeTries // writer unreachable: use the cache
+				return false
+			}
+			r.dc, pooled = c, false
+		}
+		f, err := r.dc.callCtx(ctx, proto.TSubscribe, &proto.Subscribe{Space: r.s.name, Instance: r.info.Instance, Offset: r.off})
+		if err == nil {
+			r.req = f.Req
+			r.src = srcDirect
+			r.acked = r.off
+			var m subscribedMsg
+			if proto.Unmarshal(f.Payload, &m) == nil && m.AckEvery > 0 {
+				r.ackEvery = m.AckEvery
+			}
+			return true
+		}
 		if isConnErr(err) || !errors.Is(err, errOutOfWindow) {
 			r.dc.close()
 			r.dc = nil
+			if pooled && isConnErr(err) && ctx.Err() == nil {
+				continue // an idle connection the writer's side dropped: dial afresh
+			}
 			r.tries = maxSubscribeTries
 		}
 		return false
 	}
-	r.req = f.Req
-	r.src = srcDirect
-	return true
+}
+
+// ack tells the writer how far this reader has read on the direct path,
+// which lets the writer keep writing from Write itself. A failed ack shows
+// up as a failed read.
+func (r *Reader) ack() {
+	r.acked = r.off
+	r.dc.sendReq(tAck, r.req, &ackMsg{Offset: r.off})
 }
 
 // sourceFailed handles a broken connection: the direct link falls back to
 // the cache; a broken cache connection is redialled once per read.
 func (r *Reader) sourceFailed(ctx context.Context, err error) error {
+	r.left = 0
 	if r.src == srcDirect {
 		r.fallBack()
 		return nil
@@ -260,6 +396,7 @@ func (r *Reader) sourceFailed(ctx context.Context, err error) error {
 // fallBack leaves the direct path for good: the cache stream follows the
 // writer from r.off to the end.
 func (r *Reader) fallBack() {
+	r.left = 0
 	if r.dc != nil {
 		r.dc.close()
 		r.dc = nil
@@ -269,6 +406,7 @@ func (r *Reader) fallBack() {
 }
 
 func (r *Reader) dropSource() {
+	r.left = 0
 	if r.src == srcDirect {
 		r.fallBack()
 		r.tries = 0 // a cancelled read is no reason to give up the direct path

@@ -90,3 +90,36 @@ func TestAttributes(t *testing.T) {
 		t.Fatalf("attribute of unknown instance: %v", err)
 	}
 }
+
+// Flush makes every byte written so far durable: a writer that vanishes
+// right after it (Detach, as a crash would) loses nothing.
+func TestWriterFlush(t *testing.T) {
+	_, addr := commtest.StartServer(t, server.Config{})
+	ctx := ctxT(t, 10*time.Second)
+	s := openSpace(t, newClient(t, addr), "flush")
+	w, err := s.Create(ctx, "ch", comm.WithWriterKey("k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A direct reader makes the writer batch small cache writes.
+	rd, err := s.Attach(ctx, "ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	data := payload(9, 3000)
+	for i := 0; i < len(data); i += 100 {
+		w.Write(data[i : i+100])
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Stat(ctx, "ch")
+	if err != nil || info.Length != int64(len(data)) {
+		t.Fatalf("after Flush the cache holds %d bytes (%v), want %d", info.Length, err, len(data))
+	}
+	w.Detach()
+	if err := w.Flush(ctx); !errors.Is(err, comm.ErrClosed) {
+		t.Fatalf("Flush after Detach: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/pispace/pispace/comm/internal/proto"
 	"github.com/pispace/pispace/comm/wire"
@@ -15,10 +16,16 @@ import (
 // and, while readers are attached on the direct path, straight to them as
 // well. Write and Close must be called from one goroutine at a time;
 // Offset and Info may be called concurrently with them.
+//
+// Write hands the bytes to direct readers first, from the calling goroutine
+// when that cannot block (see [sink]), and queues them for the cache, which
+// a goroutine of the writer feeds (see [cacheSender]); Close waits until the
+// cache holds everything.
 type Writer struct {
 	s    *Space
 	c    *conn
 	info Info
+	cs   *cacheSender
 
 	mu     sync.Mutex // guards off, sinks, err, closed against subscribers and the reply reader
 	off    int64
@@ -26,10 +33,8 @@ type Writer struct {
 	err    error // first asynchronous failure reported by the server
 	closed bool
 
-	closeReq uint32
-	replies  chan wire.Frame // frames answering requests (Close) from the reply reader
-	done     chan struct{}   // closed when the reply reader exits
-	hdr      []byte
+	replies chan wire.Frame // frames answering requests (Close) from the reply reader
+	done    chan struct{}   // closed when the reply reader exits
 }
 
 func newWriter(ctx context.Context, s *Space, name string, o createOpts) (*Writer, error) {
@@ -40,15 +45,20 @@ func newWriter(ctx context.Context, s *Space, name string, o createOpts) (*Write
 	direct := ""
 	if s.c.direct != nil {
 		direct = s.c.direct.addr()
+		s.c.direct.beginCreate()
 	}
 	info, err := c.callInfo(ctx, proto.TCreate, &proto.Create{Space: s.name, Name: name, Elem: uint8(o.elem),
 		Key: o.key, DirectAddr: direct, Attrs: o.attrs})
 	if err != nil {
+		if s.c.direct != nil {
+			s.c.direct.endCreate()
+		}
 		c.close()
 		return nil, fmt.Errorf("comm: create %q: %w", name, err)
 	}
 	w := &Writer{s: s, c: c, info: infoFrom(info), off: o.offset,
 		replies: make(chan wire.Frame, 1), done: make(chan struct{})}
+	w.cs = newCacheSender(c, s, info.Instance, o.offset, w.fail)
 	if s.c.direct != nil {
 		s.c.direct.register(s.name, info.Instance, w)
 	}
@@ -98,8 +108,10 @@ func (w *Writer) fail(err error) {
 }
 
 // Write appends p to the channel. It returns once p is handed to the
-// connection to the cache; it never waits for a reader (a direct reader
-// that falls behind is moved to the cache path). p may be reused after
+// direct readers' connections (or their queues) and queued for the cache;
+// it never waits for a reader (a direct reader that falls behind is moved
+// to the cache path), and waits for the cache only while the writer's
+// cache queue (Config.CacheQueue bytes) is full. p may be reused after
 // Write returns. Errors: ErrClosed after Close, ErrDiverged when replayed
 // bytes differ from the stored ones, connection failures.
 func (w *Writer) Write(p []byte) (int, error) {
@@ -111,55 +123,60 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	chunk := w.s.c.cfg.ChunkSize
-	n := 0
-	for n < len(p) {
-		b := p[n:min(len(p), n+chunk)]
-		w.hdr = proto.AppendDataHeader(w.hdr[:0], proto.TWrite, 0, w.s.name, w.info.Instance, w.off, len(b))
-		bufs := net.Buffers{w.hdr, b}
-		w.c.wmu.Lock()
-		_, err := bufs.WriteTo(w.c.c)
-		w.c.wmu.Unlock()
-		if err != nil {
-			w.err = fmt.Errorf("comm: write: %w", err)
-			return n, w.err
-		}
-		if len(w.sinks) > 0 {
-			w.feedSinks(b)
-		}
-		w.off += int64(len(b))
-		n += len(b)
+	if len(p) == 0 {
+		return 0, nil
 	}
-	return n, nil
+	// Readers first: the copy into the cache queue then overlaps with
+	// their reading.
+	if len(w.sinks) > 0 {
+		w.feedSinks(p)
+	}
+	if err := w.cs.write(w.off, p); err != nil {
+		w.err = fmt.Errorf("comm: write: %w", err)
+		return 0, w.err
+	}
+	w.off += int64(len(p))
+	return len(p), nil
 }
 
-// feedSinks queues a copy of b for every direct reader; readers that fall
+// feedSinks hands p, at w.off, to every direct reader; readers that fell
 // too far behind are dropped (they continue from the cache).
-func (w *Writer) feedSinks(b []byte) {
-	cp := append([]byte(nil), b...)
+func (w *Writer) feedSinks(p []byte) {
 	live := w.sinks[:0]
 	for _, s := range w.sinks {
-		if s.push(w.off, cp) {
+		if s.offer(w.off, p) {
 			live = append(live, s)
 		}
 	}
 	clear(w.sinks[len(live):])
 	w.sinks = live
+	if len(live) == 0 {
+		w.cs.setLazy(false)
+	}
 }
 
 // subscribe adds a direct reader positioned at off, which must be the
-// writer's current offset.
-func (w *Writer) subscribe(c *conn, off int64, queue int) (*sink, error) {
+// writer's current offset or lie within the bytes the writer still holds
+// (then the reader gets those first).
+func (w *Writer) subscribe(c *conn, req uint32, off int64, window int) (*sink, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed || w.err != nil {
 		return nil, &proto.Error{Code: proto.CodeNotFound, Msg: "writer closed"}
 	}
+	var backlog []byte
 	if off != w.off {
-		return nil, &proto.Error{Code: proto.CodeOutOfWindow, Msg: fmt.Sprintf("writer at %d, asked %d", w.off, off)}
+		b, ok := w.cs.since(off, w.off)
+		if !ok {
+			return nil, &proto.Error{Code: proto.CodeOutOfWindow, Msg: fmt.Sprintf("writer at %d, asked %d", w.off, off)}
+		}
+		backlog = b
 	}
-	s := newSink(c, w.s.name, w.info.Instance, queue)
+	cfg := w.s.c.cfg
+	s := newSink(c, req, w.s.name, w.info.Instance, cfg.SinkQueue, window, cfg.ChunkSize, off)
+	s.start(backlog)
 	w.sinks = append(w.sinks, s)
+	w.cs.setLazy(true)
 	return s, nil
 }
 
@@ -176,6 +193,9 @@ func (w *Writer) Close(ctx context.Context) error {
 	length := w.off
 	w.mu.Unlock()
 	if err == nil {
+		err = w.cs.flush(ctx)
+	}
+	if err == nil {
 		err = w.seal(ctx, length)
 	}
 	w.mu.Lock()
@@ -191,9 +211,45 @@ func (w *Writer) Close(ctx context.Context) error {
 }
 
 func (w *Writer) seal(ctx context.Context, length int64) error {
-	req, err := w.c.send(proto.TClose, &proto.Close{Space: w.s.name, Instance: w.info.Instance, Length: length})
+	err := w.roundTrip(ctx, proto.TClose, &proto.Close{Space: w.s.name, Instance: w.info.Instance, Length: length})
 	if err != nil {
 		return fmt.Errorf("comm: close %q: %w", w.info.Name, err)
+	}
+	return nil
+}
+
+// Flush returns once every byte written so far is held by the cache, so a
+// crash of this process after Flush loses none of them (a checkpoint that
+// records the writer's offset calls it). Like Write, it must not be called
+// concurrently with Write or Close. Errors: an earlier write failure,
+// ErrClosed, ctx.Err(), connection failures.
+func (w *Writer) Flush(ctx context.Context) error {
+	w.mu.Lock()
+	closed, err := w.closed, w.err
+	w.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if err != nil {
+		return err
+	}
+	if err := w.cs.flush(ctx); err != nil {
+		return fmt.Errorf("comm: flush %q: %w", w.info.Name, err)
+	}
+	// The server handles a connection's frames in order: its answer to
+	// this request comes after every write before it was appended.
+	if err := w.roundTrip(ctx, proto.TStat, &proto.Stat{Space: w.s.name, Name: w.info.Name}); err != nil {
+		return fmt.Errorf("comm: flush %q: %w", w.info.Name, err)
+	}
+	return nil
+}
+
+// roundTrip sends a request on the writer's connection and waits for its
+// answer. A failed write reported before the answer is returned instead.
+func (w *Writer) roundTrip(ctx context.Context, t wire.Type, m proto.Msg) error {
+	req, err := w.c.send(t, m)
+	if err != nil {
+		return err
 	}
 	for {
 		select {
@@ -202,27 +258,26 @@ func (w *Writer) seal(ctx context.Context, length int64) error {
 				continue
 			}
 			if f.Type == proto.TError {
-				return fmt.Errorf("comm: close %q: %w", w.info.Name, decodeError(f))
+				return decodeError(f)
 			}
-			// The server answers in order: a failed write is reported
-			// before the reply to the Close that follows it.
 			w.mu.Lock()
 			err := w.err
 			w.mu.Unlock()
-			if err != nil {
-				return fmt.Errorf("comm: close %q: %w", w.info.Name, err)
-			}
-			return nil
+			return err
 		case <-w.done:
 			w.mu.Lock()
 			err := w.err
 			w.mu.Unlock()
-			return fmt.Errorf("comm: close %q: %w", w.info.Name, err)
+			return err
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
+
+// detachFlush bounds how long Detach waits for queued bytes to reach the
+// cache connection.
+const detachFlush = 10 * time.Second
 
 // Detach leaves the channel without sealing it, as a crashed writer would:
 // the bytes written so far stay in the cache, readers wait for more, and a
@@ -240,6 +295,9 @@ func (w *Writer) Detach() error {
 	for _, s := range sinks {
 		s.abort()
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), detachFlush)
+	w.cs.flush(ctx)
+	cancel()
 	w.release()
 	return nil
 }
@@ -248,7 +306,8 @@ func (w *Writer) release() {
 	if d := w.s.c.direct; d != nil {
 		d.unregister(w.s.name, w.info.Instance, w)
 	}
-	w.c.close()
+	w.c.close() // first: it unblocks a cache write stuck on a dead server
+	w.cs.stop()
 	<-w.done
 }
 
@@ -260,4 +319,383 @@ func (w *Writer) Err() error {
 		return nil
 	}
 	return w.err
+}
+
+// writerHistory is how many bytes already sent to the cache a writer keeps,
+// so that a reader subscribing to the direct path a little behind the
+// writer (it attached after the first writes) is served at once.
+const writerHistory = 1 << 20
+
+// minBlock is the capacity of a writer's first block; later ones double up
+// to the chunk size, so that a channel carrying little costs little.
+const minBlock = 16 << 10
+
+// cacheWriteDeadline bounds one write to the cache connection.
+const cacheWriteDeadline = 30 * time.Second
+
+// cacheSender feeds a writer's bytes to its cache connection from its own
+// goroutine, so that Write waits neither for the connection nor for the
+// server. Bytes wait in blocks: first the queued ones, not yet written to
+// the connection (push waits while more than limit bytes are queued), and
+// before them up to writerHistory bytes already written, kept for readers
+// subscribing slightly behind the writer ([cacheSender.since]).
+type cacheSender struct {
+	c     *conn
+	space string
+	inst  uint64
+	chunk int // largest frame
+	limit int // queued bytes before push waits
+	pool  *sync.Pool
+	fail  func(error)
+
+	mu       sync.Mutex
+	cond     *sync.Cond    // broadcast whenever sent, end, stopped, err, flushing or due change
+	blocks   []*block      // in offset order; only the last one is still filled
+	sent     int64         // bytes below sent are written to the connection
+	end      int64         // offset after the last queued byte
+	lazy     bool          // direct readers hold the bytes: batch small writes (see lazyBytes)
+	delay    time.Duration // lazyDelay; tests lengthen it
+	flushing int           // flush calls waiting
+	due      bool          // the batching delay has passed
+	timer    *time.Timer
+	stopped  bool
+	err      error
+	done     chan struct{}
+}
+
+// While the writer has direct readers, which get every byte at once, the
+// cache gets small writes in batches: the sender waits until lazyBytes are
+// queued or lazyDelay has passed since the first of them, or a flush (Close)
+// asks, sparing a write and a server wake-up per message. A reader
+// attaching meanwhile is served from the writer's memory (since); one that
+// follows the cache sees the bytes up to lazyDelay later.
+const (
+	lazyBytes = 64 << 10
+	lazyDelay = time.Millisecond
+)
+
+// block holds a run of a writer's bytes starting at off. Its buffer has a
+// fixed capacity and is only appended to, so the sending goroutine may
+// write out its first bytes while Write appends more.
+type block struct {
+	off    int64
+	buf    []byte
+	pooled bool
+}
+
+func newCacheSender(c *conn, s *Space, inst uint64, off int64, fail func(error)) *cacheSender {
+	cfg := s.c.cfg
+	cs := &cacheSender{c: c, space: s.name, inst: inst, chunk: cfg.ChunkSize, limit: cfg.CacheQueue,
+		pool: &s.c.blocks, fail: fail, sent: off, end: off, delay: lazyDelay, done: make(chan struct{})}
+	cs.cond = sync.NewCond(&cs.mu)
+	go cs.run()
+	return cs
+}
+
+// push queues a copy of p, which lies at off (the end of what is queued).
+// It waits while the queue is full. Errors: the sending goroutine's write
+// failure, ErrClosed after stop.
+func (cs *cacheSender) push(off int64, p []byte) error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if off != cs.end {
+		panic(fmt.Sprintf("comm: cache queue at %d, push at %d", cs.end, off))
+	}
+	for len(p) > 0 {
+		part := p[:min(len(p), cs.chunk)]
+		for cs.err == nil && !cs.stopped && cs.end > cs.sent && int(cs.end-cs.sent)+len(part) > cs.limit {
+			cs.cond.Wait()
+		}
+		if cs.err != nil {
+			return cs.err
+		}
+		if cs.stopped {
+			return ErrClosed
+		}
+		idle := cs.end == cs.sent
+		cs.append(part)
+		p = p[len(part):]
+		cs.signal(idle)
+	}
+	return nil
+}
+
+// signal tells the sending goroutine about new bytes, when it has to act:
+// a lazy sender is woken only by its timer, armed by the batch's first
+// bytes, or when the batch is large enough. cs.mu must be held.
+func (cs *cacheSender) signal(wasIdle bool) {
+	if !cs.lazy || cs.end-cs.sent >= lazyBytes {
+		cs.cond.Broadcast()
+		return
+	}
+	if wasIdle {
+		cs.due = false
+		if cs.timer == nil {
+			cs.timer = time.AfterFunc(cs.delay, cs.wake)
+		} else {
+			cs.timer.Reset(cs.delay)
+		}
+	}
+}
+
+// write hands p, at off, to the cache: itself, from the caller's
+// goroutine and without a copy, when p is large, nothing is queued, and
+// the history no longer needs the bytes (the stream is past its first
+// writerHistory bytes); otherwise by push. The write then happens while
+// the direct readers read what Write gave them just before.
+func (cs *cacheSender) write(off int64, p []byte) error {
+	cs.mu.Lock()
+	if len(p) < lazyBytes || cs.end < writerHistory || cs.sent != cs.end || cs.err != nil || cs.stopped {
+		cs.mu.Unlock()
+		return cs.push(off, p)
+	}
+	cs.mu.Unlock()
+	// The sending goroutine is idle (nothing queued) and only Write, on
+	// this goroutine, queues: it stays idle until this returns.
+	var bufs net.Buffers
+	var hdr []byte
+	for at := 0; at < len(p); {
+		n := min(len(p)-at, cs.chunk)
+		start := len(hdr)
+		hdr = proto.AppendDataHeader(hdr, proto.TWrite, 0, cs.space, cs.inst, off+int64(at), n)
+		bufs = append(bufs, hdr[start:len(hdr):len(hdr)], p[at:at+n])
+		at += n
+	}
+	cs.c.c.SetWriteDeadline(time.Now().Add(cacheWriteDeadline))
+	cs.c.wmu.Lock()
+	_, err := bufs.WriteTo(cs.c.c)
+	cs.c.wmu.Unlock()
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if err != nil {
+		cs.err = fmt.Errorf("comm: write to cache: %w", err)
+		cs.fail(cs.err)
+		cs.cond.Broadcast()
+		return cs.err
+	}
+	cs.end += int64(len(p))
+	cs.sent = cs.end
+	for _, b := range cs.blocks { // the history must be contiguous: drop it
+		cs.recycle(b)
+	}
+	cs.blocks = cs.blocks[:0]
+	cs.cond.Broadcast()
+	return nil
+}
+
+// append copies p into the blocks. cs.mu must be held.
+func (cs *cacheSender) append(p []byte) {
+	for len(p) > 0 {
+		var b *block
+		if n := len(cs.blocks); n > 0 && len(cs.blocks[n-1].buf) < cap(cs.blocks[n-1].buf) {
+			b = cs.blocks[n-1]
+		} else {
+			b = cs.newBlock(len(p))
+			cs.blocks = append(cs.blocks, b)
+		}
+		l := len(b.buf)
+		c := copy(b.buf[l:cap(b.buf)], p)
+		b.buf = b.buf[:l+c]
+		p = p[c:]
+		cs.end += int64(c)
+	}
+}
+
+// newBlock returns an empty block at cs.end, for at least need bytes or a
+// full chunk.
+func (cs *cacheSender) newBlock(need int) *block {
+	size := cs.chunk
+	if n := len(cs.blocks); n == 0 {
+		size = min(cs.chunk, max(minBlock, need))
+	} else {
+		size = min(cs.chunk, max(2*cap(cs.blocks[n-1].buf), need))
+	}
+	b := &block{off: cs.end}
+	if size == cs.chunk {
+		if pb, ok := cs.pool.Get().(*[]byte); ok && cap(*pb) == cs.chunk {
+			b.buf, b.pooled = (*pb)[:0], true
+			return b
+		}
+		b.pooled = true
+	}
+	b.buf = make([]byte, 0, size)
+	return b
+}
+
+// run writes the queued bytes to the connection, every batch in one
+// vectored write, until stop.
+func (cs *cacheSender) run() {
+	defer close(cs.done)
+	var bufs net.Buffers
+	var hdr []byte
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for {
+		for !cs.stopped && !cs.ready() {
+			cs.cond.Wait()
+		}
+		if cs.stopped {
+			return
+		}
+		cs.due = false
+		bufs, hdr = cs.frames(bufs[:0], hdr[:0])
+		target := cs.end
+		cs.mu.Unlock()
+		cs.c.c.SetWriteDeadline(time.Now().Add(cacheWriteDeadline))
+		cs.c.wmu.Lock()
+		_, err := bufs.WriteTo(cs.c.c)
+		cs.c.wmu.Unlock()
+		cs.mu.Lock()
+		if err != nil {
+			cs.err = fmt.Errorf("comm: write to cache: %w", err)
+			cs.fail(cs.err)
+			cs.cond.Broadcast()
+			return
+		}
+		cs.sent = target
+		cs.trim()
+		cs.cond.Broadcast()
+	}
+}
+
+// ready reports whether there are bytes to send now: a lazy sender waits
+// for its timer, a large enough batch, or a flush. cs.mu must be held.
+func (cs *cacheSender) ready() bool {
+	n := cs.end - cs.sent
+	return n > 0 && (!cs.lazy || cs.due || cs.flushing > 0 || n >= lazyBytes)
+}
+
+func (cs *cacheSender) wake() {
+	cs.mu.Lock()
+	cs.due = true
+	cs.cond.Broadcast()
+	cs.mu.Unlock()
+}
+
+// setLazy says whether the writer has direct readers.
+func (cs *cacheSender) setLazy(lazy bool) {
+	cs.mu.Lock()
+	if cs.lazy != lazy {
+		cs.lazy = lazy
+		cs.cond.Broadcast() // a sender no longer lazy has bytes to send now
+	}
+	cs.mu.Unlock()
+}
+
+// frames builds the write frames for the bytes [cs.sent, cs.end), at most
+// one chunk each. cs.mu must be held.
+func (cs *cacheSender) frames(bufs net.Buffers, hdr []byte) (net.Buffers, []byte) {
+	off := cs.sent
+	for _, b := range cs.blocks {
+		end := b.off + int64(len(b.buf))
+		if end <= off {
+			continue
+		}
+		data := b.buf[off-b.off:]
+		for len(data) > 0 {
+			n := min(len(data), cs.chunk)
+			start := len(hdr)
+			hdr = proto.AppendDataHeader(hdr, proto.TWrite, 0, cs.space, cs.inst, off, n)
+			bufs = append(bufs, hdr[start:len(hdr):len(hdr)], data[:n])
+			data = data[n:]
+			off += int64(n)
+		}
+	}
+	return bufs, hdr
+}
+
+// trim recycles the blocks that lie wholly below the history kept behind
+// cs.sent; the last block stays, being the one filled. cs.mu must be held.
+func (cs *cacheSender) trim() {
+	keep := cs.sent - writerHistory
+	n := 0
+	for n < len(cs.blocks)-1 {
+		b := cs.blocks[n]
+		if b.off+int64(len(b.buf)) > keep {
+			break
+		}
+		cs.recycle(b)
+		n++
+	}
+	if n > 0 {
+		rest := copy(cs.blocks, cs.blocks[n:])
+		clear(cs.blocks[rest:])
+		cs.blocks = cs.blocks[:rest]
+	}
+}
+
+func (cs *cacheSender) recycle(b *block) {
+	if b.pooled {
+		buf := b.buf[:0]
+		cs.pool.Put(&buf)
+	}
+	b.buf = nil
+}
+
+// since returns a copy of the bytes [from, to) if the sender still holds
+// them all.
+func (cs *cacheSender) since(from, to int64) ([]byte, bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if from > to || to > cs.end || len(cs.blocks) == 0 || from < cs.blocks[0].off {
+		return nil, false
+	}
+	out := make([]byte, 0, to-from)
+	for _, b := range cs.blocks {
+		end := b.off + int64(len(b.buf))
+		if end <= from || b.off >= to {
+			continue
+		}
+		out = append(out, b.buf[max(from, b.off)-b.off:min(to, end)-b.off]...)
+	}
+	return out, true
+}
+
+// flush waits until every queued byte is written to the connection.
+// Errors: the sending goroutine's write failure, ErrClosed after stop,
+// ctx.Err().
+func (cs *cacheSender) flush(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		cs.mu.Lock()
+		cs.cond.Broadcast()
+		cs.mu.Unlock()
+	})
+	defer stop()
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.flushing++
+	defer func() { cs.flushing-- }()
+	cs.cond.Broadcast()
+	for cs.err == nil && !cs.stopped && cs.sent < cs.end && ctx.Err() == nil {
+		cs.cond.Wait()
+	}
+	switch {
+	case cs.err != nil:
+		return cs.err
+	case cs.sent == cs.end:
+		return nil
+	case cs.stopped:
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// stop ends the sending goroutine, dropping what is still queued, waits for
+// it and recycles the blocks. The connection must be closed first if a
+// write may be stuck on it.
+func (cs *cacheSender) stop() {
+	cs.mu.Lock()
+	cs.stopped = true
+	if cs.timer != nil {
+		cs.timer.Stop()
+	}
+	cs.cond.Broadcast()
+	cs.mu.Unlock()
+	<-cs.done
+	cs.mu.Lock()
+	for _, b := range cs.blocks {
+		cs.recycle(b)
+	}
+	cs.blocks = nil
+	cs.mu.Unlock()
 }

@@ -107,6 +107,9 @@ func (c *Comm) Checkpoint(ctx context.Context, step int64, state []byte) error {
 	if err != nil {
 		return err
 	}
+	if err := w.flushWriters(ctx); err != nil {
+		return rankErr(w.cfg.Rank, "checkpoint", err)
+	}
 	rec := ckptRecord{step: step, inc: int64(w.cfg.Incarnation), n: uint32(w.ckpt.n),
 		dcrc: crc32.Checksum(data, castagnoli), length: uint64(len(data))}
 	w.ckpt.n++
@@ -147,6 +150,39 @@ func (w *world) encodeState(step int64, user []byte) ([]byte, error) {
 	return encodeCheckpoint(step, named, states, user), nil
 }
 
+// flusher is a ChanWriter whose Write may return before the bytes are
+// safe from the writer's crash (queued in the process); Flush returns once
+// everything written so far is.
+type flusher interface {
+	Flush(ctx context.Context) error
+}
+
+// flushWriters makes every byte the checkpoint's offsets count safe from
+// this process's crash, for writers that need it, so that a restarted rank
+// resumes its channels where the checkpoint says.
+func (w *world) flushWriters(ctx context.Context) error {
+	w.mu.Lock()
+	open := make([]*Comm, 0, len(w.comms))
+	for _, c := range w.comms {
+		open = append(open, c)
+	}
+	w.mu.Unlock()
+	var errs []error
+	for _, c := range open {
+		for i := range c.outs {
+			o := &c.outs[i]
+			o.mu.Lock()
+			if f, ok := o.w.(flusher); ok {
+				if err := f.Flush(ctx); err != nil {
+					errs = append(errs, rankErr(i, "checkpoint", err))
+				}
+			}
+			o.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func (w *world) writeData(ctx context.Context, name string, data []byte) error {
 	cw, err := w.space.Create(ctx, name, name, 0)
 	if err != nil {
@@ -178,8 +214,15 @@ func (w *world) appendIndex(ctx context.Context, rec []byte) error {
 		}
 		w.ckpt.index = iw
 	}
-	_, err := w.ckpt.index.Write(rec)
-	return err
+	if _, err := w.ckpt.index.Write(rec); err != nil {
+		return err
+	}
+	// Checkpoint returns only when the record is durable, so a restart
+	// resumes from the latest checkpoint, not an earlier one.
+	if f, ok := w.ckpt.index.(flusher); ok {
+		return f.Flush(ctx)
+	}
+	return nil
 }
 
 // closeCkpt makes the index durable; the world's Shutdown calls it.

@@ -191,6 +191,7 @@ func (c *Comm) Shutdown(ctx context.Context) error {
 	c.stop()
 	c.in.failAll(ErrClosed)
 	c.wg.Wait()
+	c.in.shutdown()
 	err := c.closeWriters(ctx)
 	c.w.mu.Lock()
 	delete(c.w.comms, c.id)

@@ -67,16 +67,27 @@ func parseHeader(b []byte, max int64) (header, error) {
 	return h, nil
 }
 
-// frameReader splits a channel's byte stream into frames. Small frames are
-// returned as views of its buffer (valid until the next call); larger ones
-// in a scratch slice the caller may keep by calling detach.
+// frameReader splits a channel's byte stream into frames. Small payloads
+// are returned as views of its buffer (valid until the next call); larger
+// ones in a scratch slice the caller may keep (see owned), or straight in
+// a receive buffer the caller names. Reading is resumable: when a read
+// fails (a cancelled context), the partly read frame stays current and the
+// next call continues it, so whichever goroutine reads next loses nothing.
 type frameReader struct {
-	r       ChanReader
-	buf     []byte
-	rp, wp  int   // unread bytes are buf[rp:wp]
-	off     int64 // channel offset of buf[rp]
+	r      ChanReader
+	buf    []byte
+	rp, wp int   // unread bytes are buf[rp:wp]
+	off    int64 // channel offset of buf[rp] (of the next unread byte)
+	max    int64
+
+	// The current frame, once its header is read.
+	inFrame bool
+	h       header
+	start   int64  // channel offset of the frame
+	part    []byte // large payload being assembled (scratch or a receive buffer)
+	got     int    // bytes of part filled
+
 	scratch []byte
-	max     int64
 }
 
 const readBufSize = 64 << 10
@@ -98,7 +109,7 @@ func (f *frameReader) fill(ctx context.Context, need int) error {
 		n, err := f.r.ReadContext(ctx, f.buf[f.wp:])
 		f.wp += n
 		if err != nil {
-			if err == io.EOF && f.wp-f.rp > 0 {
+			if err == io.EOF && (f.wp-f.rp > 0 || f.inFrame) {
 				return fmt.Errorf("%w: stream ends inside a frame", ErrCorrupt)
 			}
 			return err
@@ -109,43 +120,67 @@ func (f *frameReader) fill(ctx context.Context, need int) error {
 
 // next returns the next frame, its payload and its start offset.
 func (f *frameReader) next(ctx context.Context) (header, []byte, int64, error) {
-	start := f.off
-	if err := f.fill(ctx, hdrSize); err != nil {
-		return header{}, nil, start, err
-	}
-	h, err := parseHeader(f.buf[f.rp:f.rp+hdrSize], f.max)
+	h, start, err := f.header(ctx)
 	if err != nil {
 		return h, nil, start, err
 	}
-	f.consume(hdrSize)
-	if h.n <= int64(len(f.buf)) {
-		if err := f.fill(ctx, int(h.n)); err != nil {
-			return h, nil, start, err
-		}
-		p := f.buf[f.rp : f.rp+int(h.n)]
-		f.consume(int(h.n))
-		return h, p, start, nil
-	}
-	p, err := f.readLarge(ctx, int(h.n))
+	p, err := f.payload(ctx, nil)
 	return h, p, start, err
 }
 
-func (f *frameReader) consume(n int) {
-	f.rp += n
-	f.off += int64(n)
+// header reads the current frame's header (again, if already read) and
+// returns it with the frame's start offset.
+func (f *frameReader) header(ctx context.Context) (header, int64, error) {
+	if f.inFrame {
+		return f.h, f.start, nil
+	}
+	start := f.off
+	if err := f.fill(ctx, hdrSize); err != nil {
+		return header{}, start, err
+	}
+	h, err := parseHeader(f.buf[f.rp:f.rp+hdrSize], f.max)
+	if err != nil {
+		return h, start, err
+	}
+	f.consume(hdrSize)
+	f.inFrame, f.h, f.start, f.part, f.got = true, h, start, nil, 0
+	return h, start, nil
 }
 
-// readLarge reads a payload too big for the buffer into the scratch slice.
-func (f *frameReader) readLarge(ctx context.Context, n int) ([]byte, error) {
-	if cap(f.scratch) < n {
-		f.scratch = make([]byte, n)
+// payload reads the current frame's payload, which ends the frame. With
+// dst nil it returns a view of the buffer or the scratch slice; else dst
+// (of exactly the payload's length) receives it.
+func (f *frameReader) payload(ctx context.Context, dst []byte) ([]byte, error) {
+	n := int(f.h.n)
+	if f.part == nil && (n == 0 || dst == nil && n <= len(f.buf)) {
+		if err := f.fill(ctx, n); err != nil {
+			return nil, err
+		}
+		p := f.buf[f.rp : f.rp+n]
+		f.consume(n)
+		f.inFrame = false
+		return p, nil
 	}
-	p := f.scratch[:n]
-	got := copy(p, f.buf[f.rp:f.wp])
-	f.consume(got)
-	for got < n {
-		k, err := f.r.ReadContext(ctx, p[got:])
-		got += k
+	target := dst
+	if target == nil {
+		if cap(f.scratch) < n {
+			f.scratch = make([]byte, n)
+		}
+		target = f.scratch[:n]
+	}
+	switch {
+	case f.part == nil:
+		f.part, f.got = target, 0
+	case &f.part[0] != &target[0]:
+		copy(target, f.part[:f.got])
+		f.part = target
+	}
+	k := copy(f.part[f.got:], f.buf[f.rp:f.wp])
+	f.consume(k)
+	f.got += k
+	for f.got < n {
+		k, err := f.r.ReadContext(ctx, f.part[f.got:])
+		f.got += k
 		f.off += int64(k)
 		if err != nil {
 			if err == io.EOF {
@@ -154,7 +189,30 @@ func (f *frameReader) readLarge(ctx context.Context, n int) ([]byte, error) {
 			return nil, err
 		}
 	}
+	p := f.part
+	f.part, f.inFrame = nil, false
 	return p, nil
+}
+
+// abandon moves a payload partly read into a receive buffer to the scratch
+// slice, so that the buffer can go back to its owner and the frame can be
+// finished later.
+func (f *frameReader) abandon() {
+	if f.part == nil || len(f.scratch) > 0 && &f.part[0] == &f.scratch[0] {
+		return
+	}
+	n := len(f.part)
+	if cap(f.scratch) < n {
+		f.scratch = make([]byte, n)
+	}
+	f.scratch = f.scratch[:n]
+	copy(f.scratch, f.part[:f.got])
+	f.part = f.scratch
+}
+
+func (f *frameReader) consume(n int) {
+	f.rp += n
+	f.off += int64(n)
 }
 
 // owned returns a copy of payload p that outlives the next call to next,

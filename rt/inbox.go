@@ -7,37 +7,54 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 )
 
-// inbox demultiplexes the channels from every peer of a communicator. One
-// pump goroutine per source (started on the first receive that needs it)
-// reads frames in channel order and either completes the earliest matching
-// posted receive or queues the message as unexpected. A receive first
-// searches the unexpected queue (arrival order), then posts itself. That
-// keeps messages of one (source, tag) in order.
+// inbox demultiplexes the channels from every peer of a communicator.
+// Frames of one source are read in channel order by whoever holds that
+// source's reader (see source.busy): a goroutine blocked in a receive
+// from that one source reads them itself (caller-driven progress, no
+// goroutine handoff), otherwise a pump goroutine does. Either way each
+// frame completes the earliest matching posted receive or is queued as
+// unexpected. A receive first searches the unexpected queue (arrival
+// order), then posts itself. That keeps messages of one (source, tag) in
+// order.
+//
+// A pump runs while a posted receive wants its source and nobody else
+// reads it (AnySource and Irecv receives, a second receive from a source
+// already being read), or to read ahead: a source nobody has read for
+// readAheadDelay gets a pump that queues unexpected messages up to
+// MaxUnexpectedBytes; the next receive from it stops that.
 //
 // Payload copies into receive buffers happen outside mu, by whichever
 // goroutine took the request off the posted list.
 type inbox struct {
-	c       *Comm
-	mu      sync.Mutex
-	posted  []*Request
-	queue   []*message // unexpected messages, arrival order
-	srcs    []source
-	failErr error // set by failAll: every receive fails with it
+	c        *Comm
+	mu       sync.Mutex
+	idle     sync.Cond // broadcast when a source's reader is released
+	posted   []*Request
+	queue    []*message // unexpected messages, arrival order
+	srcs     []source
+	failErr  error // set by failAll: every receive fails with it
+	stopping bool  // stopPumps is running: start no reader
 }
 
 // source is the read side of one pair channel.
 type source struct {
-	started bool
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when the pump exits
+	// The reader, used only by the goroutine holding it (busy).
+	rd      *frameReader // nil until attached
+	busy    bool         // a pump or a receiving goroutine holds rd
+	ahead   bool         // the pump reads ahead with no receive wanting
+	rctx    context.Context
+	rcancel context.CancelFunc // cancels rctx (a child of Comm.life)
+	timer   *time.Timer        // starts a read-ahead pump when idle
+	cur     *Request           // the receive the current frame is read into
 
 	consumed int64           // channel offset after the last frame taken
 	nextSeq  uint64          // sequence number of the next frame
 	skip     map[uint64]bool // frames consumed before a restore: drop on replay
 	queued   int64           // bytes of this source's unexpected messages
-	err      error           // why the pump stopped (nil while it may run)
+	err      error           // why reading stopped (nil while it may go on)
 	wake     chan struct{}   // cap 1: flow control
 }
 
@@ -48,21 +65,33 @@ type message struct {
 	payload []byte
 }
 
+// readAheadDelay is how long a source stays unread before a pump starts
+// reading ahead of receives.
+const readAheadDelay = time.Millisecond
+
+// directMin: payloads of at least this many bytes for the receiving
+// goroutine's own receive are read straight into its buffer.
+const directMin = 4 << 10
+
 func (in *inbox) init(c *Comm) {
 	in.c = c
+	in.idle.L = &in.mu
 	in.srcs = make([]source, c.size)
 	for i := range in.srcs {
 		in.srcs[i].wake = make(chan struct{}, 1)
 	}
 }
 
-// post matches r against the unexpected queue or posts it.
-func (in *inbox) post(r *Request) {
+// post matches r against the unexpected queue or posts it. With drive
+// set (a blocking receive from one source) and nobody reading that
+// source, the caller gets its reader: post returns true and the caller
+// must call in.drive.
+func (in *inbox) post(r *Request, drive bool) bool {
 	in.mu.Lock()
 	if in.failErr != nil {
 		in.mu.Unlock()
 		r.failWith(rankErr(in.c.rank, "recv", in.failErr))
-		return
+		return false
 	}
 	for i, m := range in.queue {
 		if r.matches(m.src, m.h.tag) {
@@ -71,25 +100,89 @@ func (in *inbox) post(r *Request) {
 			in.signal(m.src)
 			in.mu.Unlock()
 			r.fill(m.src, m.h, m.payload)
-			return
+			return false
 		}
 	}
 	if err := in.deadFor(r); err != nil {
 		in.mu.Unlock()
 		r.failWith(err)
-		return
+		return false
 	}
 	in.posted = append(in.posted, r)
 	if r.src == AnySource {
 		for s := range in.srcs {
+			in.srcs[s].ahead = false
 			in.start(s)
 			in.signal(s)
 		}
-	} else {
-		in.start(r.src)
-		in.signal(r.src)
+		in.mu.Unlock()
+		return false
 	}
+	src := &in.srcs[r.src]
+	src.ahead = false
+	if drive && in.acquire(r.src) {
+		in.mu.Unlock()
+		return true
+	}
+	in.start(r.src)
+	in.signal(r.src)
 	in.mu.Unlock()
+	return false
+}
+
+// acquire takes source s's reader if nobody holds it. Callers hold mu;
+// the holder calls release when done.
+func (in *inbox) acquire(s int) bool {
+	src := &in.srcs[s]
+	if src.busy || src.err != nil || in.failErr != nil || in.stopping {
+		return false
+	}
+	src.busy = true
+	in.c.wg.Add(1)
+	if src.rctx == nil || src.rctx.Err() != nil {
+		in.renew(s)
+	}
+	return true
+}
+
+// renew replaces source s's read context. Callers hold mu.
+func (in *inbox) renew(s int) {
+	src := &in.srcs[s]
+	if src.rcancel != nil {
+		src.rcancel()
+	}
+	src.rctx, src.rcancel = context.WithCancel(in.c.life)
+}
+
+// release gives up source s's reader: to a pump if a posted receive still
+// wants the source, else it arms the read-ahead timer. Callers hold mu.
+func (in *inbox) release(s int) {
+	src := &in.srcs[s]
+	src.busy, src.ahead = false, false
+	in.c.wg.Done()
+	in.idle.Broadcast()
+	if src.err != nil || in.failErr != nil || in.stopping {
+		return
+	}
+	if in.wantsFrom(s) {
+		in.start(s)
+		return
+	}
+	if src.timer == nil {
+		src.timer = time.AfterFunc(readAheadDelay, func() { in.readAhead(s) })
+	} else {
+		src.timer.Reset(readAheadDelay)
+	}
+}
+
+// readAhead starts a pump on source s if nobody reads it.
+func (in *inbox) readAhead(s int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !in.srcs[s].busy {
+		in.srcs[s].ahead = true
+		in.start(s)
+	}
 }
 
 // deadFor returns the error for a receive no live source can satisfy.
@@ -118,22 +211,12 @@ func (in *inbox) signal(s int) {
 	}
 }
 
-// start launches the pump of source s if needed. Callers hold mu.
+// start launches a pump on source s if nobody reads it. Callers hold mu.
 func (in *inbox) start(s int) {
-	src := &in.srcs[s]
-	if src.started || src.err != nil {
+	if !in.acquire(s) {
 		return
 	}
-	c := in.c
-	ctx, cancel := context.WithCancel(c.life)
-	src.started, src.cancel, src.done = true, cancel, make(chan struct{})
-	c.wg.Add(1)
-	go func(off int64, done chan struct{}) {
-		defer c.wg.Done()
-		defer close(done)
-		defer cancel()
-		in.pump(ctx, s, off)
-	}(src.consumed, src.done)
+	go in.pump(s)
 }
 
 // cancel withdraws r if still posted, completing it with err.
@@ -151,52 +234,227 @@ func (in *inbox) cancel(r *Request, err error) bool {
 	return true
 }
 
-// pump reads source s's channel from offset off until ctx ends or the
-// channel fails.
-func (in *inbox) pump(ctx context.Context, s int, off int64) {
-	c := in.c
-	r, err := c.w.space.Attach(ctx, c.pairName(s, c.rank), off)
-	if err != nil {
-		in.stopped(ctx, s, err)
-		return
-	}
-	defer r.Close()
-	fr := newFrameReader(r, off, c.w.cfg.MaxMessageBytes)
+// pump reads source s while a posted receive wants it (or while reading
+// ahead), then releases the reader. It holds the reader when started.
+func (in *inbox) pump(s int) {
+	src := &in.srcs[s]
+	life := in.c.life
 	for {
-		if err := in.waitRoom(ctx, s); err != nil {
+		in.mu.Lock()
+		ctx, ok := in.pumpReady(s)
+		in.mu.Unlock()
+		if !ok {
 			return
 		}
-		h, p, start, err := fr.next(ctx)
-		if err == nil {
-			err = in.deliver(s, h, p, start, fr)
+		if ctx == nil {
+			select { // queue full: wait for room or a receive
+			case <-src.wake:
+			case <-life.Done():
+			}
+			continue
 		}
-		if err != nil {
-			in.stopped(ctx, s, err)
-			return
+		if err := in.step(ctx, s, nil); err != nil {
+			if ctx.Err() == nil {
+				in.stopped(s, err)
+			}
+			if ctx.Err() == nil || life.Err() != nil {
+				in.mu.Lock()
+				in.release(s)
+				in.mu.Unlock()
+				return
+			}
 		}
 	}
 }
 
-// waitRoom blocks while source s has more than its share of unexpected
-// bytes queued and no posted receive could take its next message.
-func (in *inbox) waitRoom(ctx context.Context, s int) error {
-	max := in.c.w.cfg.MaxUnexpectedBytes
+// pumpReady decides the pump's next move: ok false means it has released
+// the reader and must exit; a nil context means wait for queue room.
+// Callers hold mu.
+func (in *inbox) pumpReady(s int) (context.Context, bool) {
+	src := &in.srcs[s]
+	want := in.wantsFrom(s)
+	switch {
+	case in.failErr != nil || in.stopping || in.c.life.Err() != nil || !want && !src.ahead:
+		in.release(s)
+		return nil, false
+	case src.queued >= in.c.w.cfg.MaxUnexpectedBytes && !want:
+		return nil, true
+	}
+	if src.rctx.Err() != nil {
+		in.renew(s) // cancelled for an earlier reader
+	}
+	return src.rctx, true
+}
+
+// drive reads source r.src, whose reader the caller holds (post returned
+// true), until r completes, then releases the reader. ctx is the
+// receive's: ending it withdraws r (a frame being read is finished later
+// by whoever reads next).
+func (in *inbox) drive(ctx context.Context, r *Request) {
+	s := r.src
+	src := &in.srcs[s]
+	in.mu.Lock()
+	rctx, cancel := src.rctx, src.rcancel
+	in.mu.Unlock()
+	stop := func() bool { return false }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, cancel)
+	}
 	for {
-		in.mu.Lock()
-		full := in.srcs[s].queued >= max && !in.wantsFrom(s)
+		select {
+		case <-r.done:
+			r.done <- struct{}{} // leave it for waitOrCancel
+			stop()
+			in.mu.Lock()
+			in.release(s)
+			in.mu.Unlock()
+			return
+		default:
+		}
+		err := in.step(rctx, s, r)
+		if err == nil {
+			continue
+		}
+		if rctx.Err() != nil && ctx.Err() == nil && in.c.life.Err() == nil {
+			// Cancelled late by an earlier receive's context: go on.
+			stop()
+			in.mu.Lock()
+			in.renew(s)
+			rctx, cancel = src.rctx, src.rcancel
+			in.mu.Unlock()
+			if ctx.Done() != nil {
+				stop = context.AfterFunc(ctx, cancel)
+			}
+			continue
+		}
+		stop()
+		in.readFailed(ctx, s, r, err)
+		return
+	}
+}
+
+// readFailed ends drive after a failed read: r fails with the receive's
+// context error, ErrClosed, or the source's error. A payload being read
+// into r's buffer is moved aside for whoever reads next.
+func (in *inbox) readFailed(ctx context.Context, s int, r *Request, err error) {
+	if ctx.Err() == nil && in.c.life.Err() == nil {
+		in.stopped(s, err) // fails r (posted or current) too
+	} else if ctx.Err() != nil {
+		err = ctx.Err()
+	} else {
+		err = ErrClosed
+	}
+	in.mu.Lock()
+	if in.srcs[s].cur == r {
+		in.dropCur(s)
 		in.mu.Unlock()
-		if !full {
+		r.failWith(rankErr(s, "recv", err))
+	} else {
+		in.mu.Unlock()
+		in.cancel(r, err) // if r is not posted, a frame, stopped or failAll completed it
+	}
+	in.mu.Lock()
+	in.release(s)
+	in.mu.Unlock()
+}
+
+// step reads one frame of source s and delivers it. me, when not nil, is
+// the calling goroutine's own receive. A large payload whose receive can
+// take it as it is (me, or an Irecv's) is read straight into that
+// receive's buffer: the receive is taken off the posted list and becomes
+// the source's current one (src.cur) until the payload is in.
+func (in *inbox) step(ctx context.Context, s int, me *Request) error {
+	src := &in.srcs[s]
+	if src.rd == nil {
+		in.mu.Lock()
+		off := src.consumed
+		in.mu.Unlock()
+		r, err := in.c.w.space.Attach(ctx, in.c.pairName(s, in.c.rank), off)
+		if err != nil {
+			return err
+		}
+		src.rd = newFrameReader(r, off, in.c.w.cfg.MaxMessageBytes)
+	}
+	fr := src.rd
+	h, start, err := fr.header(ctx)
+	if err != nil {
+		return err
+	}
+	if h.n >= directMin {
+		cur, err := in.takeDirect(s, h, me)
+		if err != nil {
+			return err
+		}
+		if cur != nil {
+			if _, err := fr.payload(ctx, cur.buf[:h.n]); err != nil {
+				return err
+			}
+			in.mu.Lock()
+			src.nextSeq++
+			src.consumed = fr.off
+			src.cur = nil
+			in.mu.Unlock()
+			cur.fillDirect(s, h)
 			return nil
 		}
-		select {
-		case <-in.srcs[s].wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
 	}
+	p, err := fr.payload(ctx, nil)
+	if err != nil {
+		return err
+	}
+	return in.deliver(s, h, p, start, fr)
+}
+
+// takeDirect returns the receive the frame with header h goes to when its
+// payload can be read straight into that receive's buffer: the source's
+// current receive, or the first matching posted one if it is me or an
+// Irecv (whose waiter does not need the buffer back on cancellation) and
+// takes the payload as it is; that one is taken off the posted list.
+func (in *inbox) takeDirect(s int, h header, me *Request) (*Request, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	src := &in.srcs[s]
+	if src.cur != nil {
+		return src.cur, nil
+	}
+	if h.seq != src.nextSeq {
+		return nil, fmt.Errorf("%w: sequence %d, want %d", ErrCorrupt, h.seq, src.nextSeq)
+	}
+	if src.skip[h.seq] {
+		return nil, nil
+	}
+	for i, r := range in.posted {
+		if !r.matches(s, h.tag) {
+			continue
+		}
+		if r != me && r.pooled || h.op != r.op || h.code != r.code || h.n > int64(len(r.buf)) ||
+			r.exact && h.n != int64(len(r.buf)) {
+			return nil, nil
+		}
+		in.posted = slices.Delete(in.posted, i, i+1)
+		src.cur = r
+		return r, nil
+	}
+	return nil, nil
+}
+
+// dropCur detaches source s's current receive, moving what was read of its
+// payload aside, and returns it (or nil) for the caller to complete.
+// Callers hold mu.
+func (in *inbox) dropCur(s int) *Request {
+	src := &in.srcs[s]
+	r := src.cur
+	if r != nil {
+		src.rd.abandon()
+		src.cur = nil
+	}
+	return r
 }
 
 func (in *inbox) wantsFrom(s int) bool {
+	if in.srcs[s].cur != nil {
+		return true
+	}
 	for _, r := range in.posted {
 		if r.src == s || r.src == AnySource {
 			return true
@@ -234,12 +492,9 @@ func (in *inbox) deliver(s int, h header, p []byte, start int64, fr *frameReader
 	return nil
 }
 
-// stopped records why source s's pump ended and fails the receives that
-// can no longer be satisfied. A pump stopped by its context records nothing.
-func (in *inbox) stopped(ctx context.Context, s int, err error) {
-	if ctx.Err() != nil {
-		return
-	}
+// stopped records why reading source s failed and fails the receives
+// that can no longer be satisfied.
+func (in *inbox) stopped(s int, err error) {
 	if errors.Is(err, io.EOF) {
 		err = ErrPeerClosed
 	}
@@ -247,6 +502,9 @@ func (in *inbox) stopped(ctx context.Context, s int, err error) {
 	in.srcs[s].err = err
 	var dead []*Request
 	var errs []error
+	if r := in.dropCur(s); r != nil {
+		dead, errs = append(dead, r), append(errs, rankErr(s, "recv", err))
+	}
 	keep := in.posted[:0]
 	for _, r := range in.posted {
 		if e := in.deadFor(r); e != nil && !in.queuedFor(r) {
@@ -285,26 +543,86 @@ func (in *inbox) failAll(err error) {
 	}
 }
 
-// stopPumps stops every pump and waits for them; Restore uses it. It fails
-// with ErrPending while receives are posted.
+// stopPumps stops every reader, waits for them and closes them, so that
+// reading starts again from the sources' recorded offsets; Restore uses
+// it. It fails with ErrPending while receives are posted.
 func (in *inbox) stopPumps() error {
 	in.mu.Lock()
-	if len(in.posted) > 0 {
-		in.mu.Unlock()
+	defer in.mu.Unlock()
+	if in.pending() {
 		return ErrPending
 	}
-	var dones []chan struct{}
-	for i := range in.srcs {
-		src := &in.srcs[i]
-		if src.started {
-			src.cancel()
-			dones = append(dones, src.done)
-			src.started = false
+	in.stopping = true
+	for s := range in.srcs {
+		src := &in.srcs[s]
+		src.ahead = false
+		if src.busy {
+			src.rcancel()
+			in.signal(s)
 		}
 	}
-	in.mu.Unlock()
-	for _, d := range dones {
-		<-d
+	for in.anyBusy() {
+		in.idle.Wait()
 	}
+	in.closeReaders()
+	in.stopping = false
 	return nil
+}
+
+// pending reports whether a receive is posted or being read into. Callers
+// hold mu.
+func (in *inbox) pending() bool {
+	if len(in.posted) > 0 {
+		return true
+	}
+	for s := range in.srcs {
+		if in.srcs[s].cur != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (in *inbox) anyBusy() bool {
+	for s := range in.srcs {
+		if in.srcs[s].busy {
+			return true
+		}
+	}
+	return false
+}
+
+// closeReaders closes every source's reader; none may be busy. Callers
+// hold mu.
+func (in *inbox) closeReaders() {
+	for s := range in.srcs {
+		src := &in.srcs[s]
+		if src.timer != nil {
+			src.timer.Stop()
+		}
+		if src.rd != nil {
+			src.rd.r.Close()
+			src.rd = nil
+		}
+		if src.rcancel != nil {
+			src.rcancel()
+			src.rctx, src.rcancel = nil, nil
+		}
+	}
+}
+
+// shutdown closes the readers once Comm.Shutdown has stopped them all.
+func (in *inbox) shutdown() {
+	in.mu.Lock()
+	var dead []*Request
+	for s := range in.srcs {
+		if r := in.dropCur(s); r != nil {
+			dead = append(dead, r)
+		}
+	}
+	in.closeReaders()
+	in.mu.Unlock()
+	for _, r := range dead {
+		r.failWith(rankErr(r.src, "recv", ErrClosed))
+	}
 }

@@ -127,6 +127,14 @@ func (r *Request) fill(src int, h header, p []byte) {
 	r.complete()
 }
 
+// fillDirect completes r with a message whose payload was read straight
+// into r.buf (takeDirect checked it fits).
+func (r *Request) fillDirect(src int, h header) {
+	r.st = Status{Source: src, Tag: int(h.tag), Count: int(h.n) / h.code.size()}
+	fromWire(r.buf[:h.n], h.code)
+	r.complete()
+}
+
 // failWith completes r with err.
 func (r *Request) failWith(err error) {
 	r.err = err
@@ -167,7 +175,7 @@ func (c *Comm) recvUser(ctx context.Context, src, tag int, code elemCode, buf []
 	if err := c.checkRecv(ctx, src, tag); err != nil {
 		return Status{}, err
 	}
-	return c.postPooled(src, tag, opP2P, code, buf, false).waitOrCancel(ctx)
+	return c.recvPooled(ctx, src, tag, opP2P, code, buf, false)
 }
 
 // Irecv posts a receive into buf and returns its request; buf must not be
@@ -183,7 +191,7 @@ func (c *Comm) irecvUser(ctx context.Context, src, tag int, code elemCode, buf [
 	}
 	r := &Request{in: &c.in, src: src, tag: tag, op: opP2P, code: code, buf: buf,
 		done: make(chan struct{})}
-	c.in.post(r)
+	c.in.post(r, false)
 	return r, nil
 }
 
@@ -202,13 +210,15 @@ func (c *Comm) checkRecv(ctx context.Context, src, tag int) error {
 	return nil
 }
 
-// postPooled posts a receive whose request comes from reqPool; only
-// waitOrCancel may wait for it, and it returns it to the pool.
-func (c *Comm) postPooled(src, tag int, op opCode, code elemCode, buf []byte, exact bool) *Request {
+// recvPooled receives with a request from reqPool. A receive from one
+// source reads that source itself when nobody else does (see inbox).
+func (c *Comm) recvPooled(ctx context.Context, src, tag int, op opCode, code elemCode, buf []byte, exact bool) (Status, error) {
 	r := reqPool.Get().(*Request)
 	r.in, r.src, r.tag, r.op, r.code, r.buf, r.exact = &c.in, src, tag, op, code, buf, exact
-	c.in.post(r)
-	return r
+	if c.in.post(r, src != AnySource) {
+		c.in.drive(ctx, r)
+	}
+	return r.waitOrCancel(ctx)
 }
 
 // waitOrCancel waits for a pooled request; if ctx ends first it withdraws
@@ -230,6 +240,6 @@ func (r *Request) waitOrCancel(ctx context.Context) (Status, error) {
 // recv is the runtime's own receive (collectives): definite source, exact
 // length.
 func (c *Comm) recv(ctx context.Context, src int, op opCode, code elemCode, buf []byte) error {
-	_, err := c.postPooled(src, collTag, op, code, buf, true).waitOrCancel(ctx)
+	_, err := c.recvPooled(ctx, src, collTag, op, code, buf, true)
 	return err
 }

@@ -52,7 +52,7 @@ func (c *Comm) snapshot() (*commState, error) {
 func (in *inbox) snapshot(peers []peerState) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if len(in.posted) > 0 {
+	if in.pending() {
 		return ErrPending
 	}
 	queued := map[uint64]bool{}

@@ -7,7 +7,11 @@
 // the actions the machines emit, sending replies to the sessions concerned.
 // Payload bytes never pass through the driver: a writer's data frames are
 // appended to the cache store (package cache) by the writer connection's own
-// goroutine, and read streams copy from the store to their connection.
+// goroutine, and read streams send from the store to their connection (the
+// bytes of immutable segments as they are, those of an open tail copied).
+// The driver hears of appends (lookup.Appended) only while some read stream
+// waits at the instance's end, which is the only time the lookup service
+// needs them; the lengths it reports to clients are taken from the store.
 //
 // Each connection has one reader goroutine and one writer goroutine. The
 // writer sends control frames (replies, errors) before data frames; control

@@ -120,7 +120,7 @@ func (d *driver) stat(sp *lookup.Space, in input) {
 		in.sess.sendError(in.req, proto.CodeNotFound, fmt.Sprintf("no channel %q", in.stat))
 		return
 	}
-	in.sess.sendInfo(in.req, infoOf(info, false))
+	in.sess.sendInfo(in.req, d.info(in.space, info, false))
 }
 
 func (d *driver) leaseTicks() int64 {
@@ -159,12 +159,12 @@ func (d *driver) act(space string, a lookup.Action) {
 	case lookup.ReplyCreate:
 		if ss := d.sess[a.Session]; ss != nil {
 			ss.ownWriter(space, uint64(a.Info.ID))
-			ss.sendInfo(uint32(a.Req), infoOf(a.Info, a.Resumed))
+			ss.sendInfo(uint32(a.Req), d.info(space, a.Info, a.Resumed))
 		}
 	case lookup.ReplyAttach:
-		d.reply(a.Session, uint32(a.Req), infoOf(a.Info, false))
+		d.reply(a.Session, uint32(a.Req), d.info(space, a.Info, false))
 	case lookup.ReplyClose:
-		d.reply(a.Session, uint32(a.Req), infoOf(a.Info, false))
+		d.reply(a.Session, uint32(a.Req), d.info(space, a.Info, false))
 	case lookup.ReplyOK:
 		if ss := d.sess[a.Session]; ss != nil {
 			ss.sendControl(uint32(a.Req), proto.TOK, nil)
@@ -190,6 +190,18 @@ func (d *driver) reply(sid lookup.SessionID, req uint32, info *proto.Info) {
 	if ss := d.sess[sid]; ss != nil {
 		ss.sendInfo(req, info)
 	}
+}
+
+// info describes an instance for a client. The length is the store's: the
+// lookup service hears of appends only while readers wait (onWrite).
+func (d *driver) info(space string, i lookup.Info, resumed bool) *proto.Info {
+	p := infoOf(i, resumed)
+	if !i.Sealed {
+		if n, _, err := d.s.store.Stat(cache.Key{Space: space, Instance: uint64(i.ID)}); err == nil && n > p.Length {
+			p.Length = n
+		}
+	}
+	return p
 }
 
 func infoOf(i lookup.Info, resumed bool) *proto.Info {

@@ -65,6 +65,9 @@ type Server struct {
 	sessions  map[*session]struct{}
 	closed    bool
 
+	waitMu  sync.Mutex
+	waiting map[cache.Key]int // read streams parked at an instance's end
+
 	nextID atomic.Uint64
 	wg     sync.WaitGroup
 	done   chan struct{}
@@ -84,6 +87,7 @@ func New(cfg Config) (*Server, error) {
 		store:     store,
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
+		waiting:   map[cache.Key]int{},
 		done:      make(chan struct{}),
 	}
 	s.drv = newDriver(s)
@@ -220,4 +224,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// park counts a read stream (n = 1) about to wait at the end of k, or one
+// done waiting (n = -1). Appends to an instance nobody waits on are not
+// reported to the lookup service (see session.onWrite).
+func (s *Server) park(k cache.Key, n int) {
+	s.waitMu.Lock()
+	s.waiting[k] += n
+	if s.waiting[k] <= 0 {
+		delete(s.waiting, k)
+	}
+	s.waitMu.Unlock()
+}
+
+func (s *Server) hasWaiters(k cache.Key) bool {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	return s.waiting[k] > 0
 }

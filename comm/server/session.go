@@ -18,7 +18,8 @@ import (
 const (
 	ctrlQueue     = 4096             // control frames a session may have queued
 	dataQueue     = 16               // data frames a session may have queued
-	chunkSize     = 256 << 10        // bytes per data frame of a read stream
+	chunkSize     = 256 << 10        // bytes per data frame of a read stream copied from an open tail
+	maxDataFrame  = 1 << 20          // bytes per data frame of a read stream sent from an immutable segment
 	writeDeadline = 30 * time.Second // a peer that accepts nothing for this long is cut
 	helloDeadline = 10 * time.Second
 )
@@ -45,10 +46,12 @@ type session struct {
 	conn net.Conn
 	lid  lookup.SessionID
 
-	ctrl chan outFrame
-	data chan outFrame
-	stop chan struct{} // closed when the reader loop ends
-	wg   sync.WaitGroup
+	ctrlMu  sync.Mutex
+	ctrlQ   []outFrame    // control frames queued, at most ctrlQueue
+	ctrlSig chan struct{} // holds a token while ctrlQ may be non-empty
+	data    chan outFrame
+	stop    chan struct{} // closed when the reader loop ends
+	wg      sync.WaitGroup
 
 	mu      sync.Mutex
 	writers map[cache.Key]bool
@@ -63,7 +66,7 @@ func newSession(s *Server, c net.Conn, id uint64) *session {
 		s:       s,
 		conn:    c,
 		lid:     lookup.SessionID(id),
-		ctrl:    make(chan outFrame, ctrlQueue),
+		ctrlSig: make(chan struct{}, 1),
 		data:    make(chan outFrame, dataQueue),
 		stop:    make(chan struct{}),
 		writers: map[cache.Key]bool{},
@@ -269,7 +272,14 @@ func (ss *session) onWrite(f wire.Frame) error {
 		ss.sendError(f.Req, codeOf(err), fmt.Sprintf("write at offset %d: %v", off, err))
 		return nil
 	}
-	ss.post(space, f.Req, lookup.Appended{Instance: lookup.InstanceID(inst), Length: n})
+	// Only parked readers need to hear of the growth, and only the lookup
+	// service can wake them; the lengths the lookup service reports are
+	// read from the store (driver.info). A stream counts itself as parked
+	// before it looks at the store one last time (waitData), so either it
+	// sees these bytes or this sees it.
+	if ss.s.hasWaiters(key) {
+		ss.post(space, f.Req, lookup.Appended{Instance: lookup.InstanceID(inst), Length: n})
+	}
 	return nil
 }
 
@@ -365,11 +375,34 @@ func (ss *session) sendControl(req uint32, t wire.Type, m proto.Msg) {
 		return
 	default:
 	}
-	select {
-	case ss.ctrl <- outFrame{hdr: proto.AppendMsg(nil, t, req, m)}:
-	default:
-		ss.kill(errors.New("slow consumer: control queue full"))
+	f := outFrame{hdr: proto.AppendMsg(nil, t, req, m)}
+	ss.ctrlMu.Lock()
+	full := len(ss.ctrlQ) >= ctrlQueue
+	if !full {
+		ss.ctrlQ = append(ss.ctrlQ, f)
 	}
+	ss.ctrlMu.Unlock()
+	if full {
+		ss.kill(errors.New("slow consumer: control queue full"))
+		return
+	}
+	select {
+	case ss.ctrlSig <- struct{}{}:
+	default:
+	}
+}
+
+// takeControl appends the queued control frames to bufs and empties the
+// queue.
+func (ss *session) takeControl(bufs net.Buffers) net.Buffers {
+	ss.ctrlMu.Lock()
+	defer ss.ctrlMu.Unlock()
+	for _, f := range ss.ctrlQ {
+		bufs = append(bufs, f.hdr)
+	}
+	clear(ss.ctrlQ)
+	ss.ctrlQ = ss.ctrlQ[:0]
+	return bufs
 }
 
 // sendData queues a data frame, waiting while the data queue is full.
@@ -402,24 +435,21 @@ func (ss *session) writeLoop() {
 	var bufs net.Buffers
 	var pooled []*[]byte
 	for {
-		var f outFrame
-		select {
-		case f = <-ss.ctrl:
-		default:
+		bufs, pooled = ss.takeControl(bufs[:0]), pooled[:0]
+		if len(bufs) == 0 {
 			select {
-			case f = <-ss.ctrl:
-			case f = <-ss.data:
+			case <-ss.ctrlSig:
+				continue
+			case f := <-ss.data:
+				bufs, pooled = appendOut(bufs, pooled, f)
 			case <-ss.stop:
 				ss.flushControl()
 				return
 			}
 		}
-		bufs, pooled = appendOut(bufs[:0], pooled[:0], f)
 		for more := true; more && len(bufs) < 64; {
 			select {
-			case f = <-ss.ctrl:
-				bufs, pooled = appendOut(bufs, pooled, f)
-			case f = <-ss.data:
+			case f := <-ss.data:
 				bufs, pooled = appendOut(bufs, pooled, f)
 			default:
 				more = false
@@ -441,17 +471,9 @@ func (ss *session) writeLoop() {
 // flushControl writes the control frames still queued (a final error,
 // typically) before the connection closes.
 func (ss *session) flushControl() {
-	var bufs net.Buffers
-	for {
-		select {
-		case f := <-ss.ctrl:
-			bufs = append(bufs, f.hdr)
-		default:
-			ss.conn.SetWriteDeadline(time.Now().Add(time.Second))
-			bufs.WriteTo(ss.conn)
-			return
-		}
-	}
+	bufs := ss.takeControl(nil)
+	ss.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	bufs.WriteTo(ss.conn)
 }
 
 // drain discards queued frames after a write failure until the session
@@ -459,7 +481,8 @@ func (ss *session) flushControl() {
 func (ss *session) drain() {
 	for {
 		select {
-		case <-ss.ctrl:
+		case <-ss.ctrlSig:
+			ss.takeControl(nil)
 		case f := <-ss.data:
 			if f.pooled != nil {
 				chunkPool.Put(f.pooled)

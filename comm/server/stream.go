@@ -60,6 +60,14 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 		return &proto.Error{Code: proto.CodeProtocol, Msg: fmt.Sprintf("negative offset %d", off)}
 	}
 	for ctx.Err() == nil {
+		if body := ss.segmentData(key, off); len(body) > 0 {
+			hdr := proto.AppendDataHeader(nil, proto.TData, req, m.Space, m.Instance, off, len(body))
+			if !ss.sendData(ctx, outFrame{hdr: hdr, body: body}) {
+				return nil
+			}
+			off += int64(len(body))
+			continue
+		}
 		pb := chunkPool.Get().(*[]byte)
 		n, err := ss.s.store.ReadAt(key, *pb, off)
 		if n > 0 {
@@ -96,9 +104,33 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 	return nil
 }
 
+// segmentData returns the stored bytes from off to the end of off's
+// segment, at most maxDataFrame of them, when that segment is immutable:
+// they are sent as they are, without a copy (the store never reuses a
+// segment's buffer). It returns nil for the open tail or on any error, and
+// the caller then copies with ReadAt.
+func (ss *session) segmentData(key cache.Key, off int64) []byte {
+	size := int64(ss.s.store.Config().SegmentSize)
+	seg, _, err := ss.s.store.Segment(key, int(off/size))
+	if err != nil {
+		return nil
+	}
+	at := int(off % size)
+	if at >= len(seg) {
+		return nil
+	}
+	return seg[at:min(len(seg), at+min(maxDataFrame, max(chunkSize, ss.s.cfg.MaxPayload-1024)))]
+}
+
 // waitData parks the stream in the lookup service (reader ahead of writer)
 // until the instance grows past off or is sealed.
 func (ss *session) waitData(ctx context.Context, req uint32, m proto.Read, off int64) (wakeMsg, error) {
+	key := cache.Key{Space: m.Space, Instance: m.Instance}
+	ss.s.park(key, 1)
+	defer ss.s.park(key, -1)
+	if length, sealed, err := ss.s.store.Stat(key); err == nil && (length > off || sealed) {
+		return wakeMsg{length: length, sealed: sealed}, nil // grew before it could be told
+	}
 	ch := make(chan wakeMsg, 1)
 	ss.mu.Lock()
 	ss.wakes[req] = ch
