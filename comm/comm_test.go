@@ -461,3 +461,46 @@ func TestUnknownSpace(t *testing.T) {
 		t.Fatal("create in a closed space succeeded")
 	}
 }
+
+// A reader dropped from the direct path for falling behind catches up from
+// the cache and then returns to the direct path.
+func TestDroppedReaderReturnsToDirectPath(t *testing.T) {
+	_, addr := commtest.StartServer(t, server.Config{})
+	ctx := ctxT(t, 30*time.Second)
+	sw := openSpace(t, newClient(t, addr, func(c *comm.Config) { c.SinkQueue = 256 << 10 }), "return")
+	counter := &commtest.CutDialer{Match: func(a string) bool { return a != addr }, After: 1 << 62}
+	sr := openSpace(t, newClient(t, addr, func(c *comm.Config) { c.Dialer = counter.Dial }), "return")
+	w, err := sw.Create(ctx, "ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := sr.Attach(ctx, "ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	w.Write([]byte{1})
+	if _, err := io.ReadFull(r, buf); err != nil {
+		t.Fatal(err)
+	}
+	// The reader stalls while 8 MiB go by: far more than its sink holds.
+	big := payload(21, 8<<20)
+	if _, err := w.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(big))
+	if _, err := io.ReadFull(r, got); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("burst: %v", err)
+	}
+	before := counter.BytesRead()
+	for i := range 50 {
+		w.Write([]byte{byte(i)})
+		if _, err := io.ReadFull(r, buf); err != nil || buf[0] != byte(i) {
+			t.Fatalf("message %d: %v %v", i, buf, err)
+		}
+	}
+	if counter.BytesRead() == before {
+		t.Fatal("after the burst every message came through the cache: the reader never returned to the direct path")
+	}
+	w.Close(ctx)
+}

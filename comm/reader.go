@@ -41,11 +41,12 @@ type Reader struct {
 	writerActive bool
 	directAddr   string
 
-	cc    *conn // cache connection (attach, then streams); nil after a break
-	dc    *conn // direct connection, when src == srcDirect
-	src   source
-	req   uint32 // request id of the current stream
-	tries int
+	cc      *conn // cache connection (attach, then streams); nil after a break
+	dc      *conn // direct connection, when src == srcDirect
+	src     source
+	req     uint32 // request id of the current stream
+	tries   int
+	triedAt int64 // r.off when the writer was last tried
 
 	acked    int64 // on the direct path: the offset last acknowledged to the writer
 	ackEvery int64 // acknowledge once this many more bytes are read
@@ -311,7 +312,12 @@ func (r *Reader) open(ctx context.Context) error {
 		direct = r.tries < maxSubscribeTries
 	}
 	follow := !direct
-	r.tries++
+	// Only rounds that made no progress count: a reader catching up from
+	// a cache that is itself catching up keeps trying the writer.
+	if r.off == r.triedAt {
+		r.tries++
+	}
+	r.triedAt = r.off
 	req, err := r.cc.send(proto.TRead, &proto.Read{Space: r.s.name, Instance: r.info.Instance, Offset: r.off, Follow: follow})
 	if err != nil {
 		r.cc.close()
@@ -393,8 +399,12 @@ func (r *Reader) sourceFailed(ctx context.Context, err error) error {
 	return nil
 }
 
-// fallBack leaves the direct path for good: the cache stream follows the
-// writer from r.off to the end.
+// fallBack leaves the direct link that failed or dropped this reader (a
+// slow receiver): the reader catches up from the cache and then tries the
+// writer again, so a long-lived channel returns to the direct path after a
+// burst. A writer that cannot be reached any more sends it to a cache
+// stream that follows to the end (subscribe maxes r.tries), as do
+// maxSubscribeTries catch-ups that never reach the writer's window.
 func (r *Reader) fallBack() {
 	r.left = 0
 	if r.dc != nil {
@@ -402,14 +412,13 @@ func (r *Reader) fallBack() {
 		r.dc = nil
 	}
 	r.src = srcNone
-	r.tries = maxSubscribeTries
+	r.tries = 1
 }
 
 func (r *Reader) dropSource() {
 	r.left = 0
 	if r.src == srcDirect {
 		r.fallBack()
-		r.tries = 0 // a cancelled read is no reason to give up the direct path
 		return
 	}
 	if r.cc != nil {
