@@ -68,19 +68,20 @@ func NewTypedReader[T Numeric](r *Reader) (*TypedReader[T], error) {
 }
 
 // Read fills dst with up to len(dst) elements, blocking until at least one
-// is there; io.EOF after the last. A stream that ends inside an element
-// gives ErrPartial.
+// is there; io.EOF after the last. The bytes are read straight into dst's
+// memory, so elements of dst past the count returned may be overwritten. A
+// stream that ends inside an element gives ErrPartial.
 func (t *TypedReader[T]) Read(ctx context.Context, dst []T) (int, error) {
 	if len(dst) == 0 {
 		return 0, nil
 	}
 	var z T
 	size := int(unsafe.Sizeof(z))
-	buf := make([]byte, len(dst)*size)
-	have := copy(buf, t.part)
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), len(dst)*size)
+	have := copy(raw, t.part)
 	t.part = t.part[:0]
 	for have < size {
-		n, err := t.r.ReadContext(ctx, buf[have:])
+		n, err := t.r.ReadContext(ctx, raw[have:])
 		have += n
 		if errors.Is(err, io.EOF) {
 			if have > 0 && have < size {
@@ -92,13 +93,15 @@ func (t *TypedReader[T]) Read(ctx context.Context, dst []T) (int, error) {
 			break
 		}
 		if err != nil {
-			t.part = append(t.part, buf[:have]...)
+			t.part = append(t.part, raw[:have]...)
 			return 0, err
 		}
 	}
 	whole := have / size
-	t.part = append(t.part, buf[whole*size:have]...)
-	FromBytes(dst[:whole], buf[:whole*size])
+	t.part = append(t.part, raw[whole*size:have]...)
+	if !littleEndian {
+		swapInto(raw[:whole*size], raw[:whole*size], ElemOf[T]().wordSize())
+	}
 	return whole, nil
 }
 

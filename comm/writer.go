@@ -33,7 +33,7 @@ type Writer struct {
 	err    error // first asynchronous failure reported by the server
 	closed bool
 
-	replies chan wire.Frame // frames answering requests (Close) from the reply reader
+	replies chan wire.Frame // frames answering requests (Close, Flush) from the reply reader
 	done    chan struct{}   // closed when the reply reader exits
 }
 
