@@ -46,11 +46,17 @@ func (at *attempt) post(ev sched.Event, res *RankResult) {
 }
 
 func (at *attempt) declined(reason string, permanent bool, report *sched.Node) {
-	ev := sched.Declined{Rank: at.rank, Incarnation: at.inc, Node: at.node.Name, Reason: reason, Permanent: permanent}
-	if report != nil {
-		ev.Report = *report
+	at.post(sched.Declined{Rank: at.rank, Incarnation: at.inc, Node: at.node.Name, Reason: reason,
+		Permanent: permanent, Report: reportOf(report)}, nil)
+}
+
+// reportOf returns a servent's resource report, or the zero Node (no report)
+// when it sent none.
+func reportOf(report *sched.Node) sched.Node {
+	if report == nil {
+		return sched.Node{}
 	}
-	at.post(ev, nil)
+	return *report
 }
 
 // run performs the attempt from dial to the rank's end.
@@ -71,7 +77,6 @@ func (at *attempt) run() {
 	at.mu.Unlock()
 	if err := at.negotiate(fr, fw); err != nil {
 		at.lost(err)
-		return
 	}
 }
 
@@ -195,11 +200,7 @@ func (at *attempt) follow(fr *frameReader, fw *frameWriter) error {
 		switch m.Op {
 		case opStarted:
 			at.started.Store(true)
-			ev := sched.Accepted{Rank: at.rank, Incarnation: at.inc, Node: at.node.Name}
-			if m.Report != nil {
-				ev.Report = *m.Report
-			}
-			at.post(ev, nil)
+			at.post(sched.Accepted{Rank: at.rank, Incarnation: at.inc, Node: at.node.Name, Report: reportOf(m.Report)}, nil)
 			at.startStdin(fw)
 		case opExit:
 			at.exited(m)
@@ -217,11 +218,8 @@ func (at *attempt) exited(m ctl) {
 	if m.Result != nil {
 		res = *m.Result
 	}
-	ev := sched.Exited{Rank: at.rank, Incarnation: at.inc, Status: res.Status, Reason: res.Reason, Kind: exitKind(res.Kind)}
-	if m.Report != nil {
-		ev.Report = *m.Report
-	}
-	at.post(ev, &res)
+	at.post(sched.Exited{Rank: at.rank, Incarnation: at.inc, Status: res.Status, Reason: res.Reason,
+		Kind: exitKind(res.Kind), Report: reportOf(m.Report)}, &res)
 }
 
 func exitKind(kind string) sched.ExitKind {

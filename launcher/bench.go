@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -176,7 +177,7 @@ func timeRun(ctx context.Context, argv ...string) (time.Duration, error) {
 func cleanBenchEnv() []string {
 	var env []string
 	for _, e := range os.Environ() {
-		if len(e) < 6 || e[:6] != "PIRUN_" {
+		if !strings.HasPrefix(e, "PIRUN_") {
 			env = append(env, e)
 		}
 	}
@@ -212,17 +213,27 @@ func (b *bench) launch(ctx context.Context, n int) (BenchResult, error) {
 // elastic: a job of 2 ranks on a 1-slot node; a second node joins while
 // rank 1 is pending; measured from the join completing to rank 1 running.
 func (b *bench) elastic(ctx context.Context) (BenchResult, error) {
+	ms, err := b.repeatMS(ctx, b.elasticOnce)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	return summarize("launch", "elastic-join", map[string]any{"ranks": 2}, "ms", ms), nil
+}
+
+// repeatMS runs once for a warm-up and then cfg.Runs times, and returns the
+// counted durations in milliseconds.
+func (b *bench) repeatMS(ctx context.Context, once func(context.Context) (time.Duration, error)) ([]float64, error) {
 	var ms []float64
-	for i := -1; i < b.cfg.Runs; i++ {
-		d, err := b.elasticOnce(ctx)
+	for i := -1; i < b.cfg.Runs; i++ { // run -1 is the warm-up
+		d, err := once(ctx)
 		if err != nil {
-			return BenchResult{}, err
+			return nil, err
 		}
 		if i >= 0 {
 			ms = append(ms, float64(d)/float64(time.Millisecond))
 		}
 	}
-	return summarize("launch", "elastic-join", map[string]any{"ranks": 2}, "ms", ms), nil
+	return ms, nil
 }
 
 func (b *bench) elasticOnce(ctx context.Context) (time.Duration, error) {
@@ -279,15 +290,9 @@ func waitRank(ctx context.Context, running <-chan int, jobErr <-chan error, rank
 // failover: three node processes (tuned profile); kill -9 of the one running
 // the rank; measured from the kill to the rank's next incarnation running.
 func (b *bench) failover(ctx context.Context) (BenchResult, error) {
-	var ms []float64
-	for i := -1; i < b.cfg.Runs; i++ {
-		d, err := b.failoverOnce(ctx)
-		if err != nil {
-			return BenchResult{}, err
-		}
-		if i >= 0 {
-			ms = append(ms, float64(d)/float64(time.Millisecond))
-		}
+	ms, err := b.repeatMS(ctx, b.failoverOnce)
+	if err != nil {
+		return BenchResult{}, err
 	}
 	return summarize("launch", "failover", map[string]any{"ranks": 1}, "ms", ms), nil
 }

@@ -14,13 +14,13 @@ import (
 type commHost struct {
 	srv  *server.Server
 	wg   sync.WaitGroup
-	err  error
 	once sync.Once
 }
 
-// hostComm starts the comm server on l, spilling to dir beyond mem bytes.
-func hostComm(l net.Listener, dir string, mem int64, log *slog.Logger) (*commHost, error) {
-	srv, err := server.New(server.Config{Dir: dir, MemoryBytes: mem, Logger: log})
+// hostComm starts the comm server on l, spilling to dir beyond the server's
+// default memory budget.
+func hostComm(l net.Listener, dir string, log *slog.Logger) (*commHost, error) {
+	srv, err := server.New(server.Config{Dir: dir, Logger: log})
 	if err != nil {
 		l.Close()
 		return nil, err
@@ -30,7 +30,6 @@ func hostComm(l net.Listener, dir string, mem int64, log *slog.Logger) (*commHos
 	go func() {
 		defer h.wg.Done()
 		if err := srv.Serve(l); err != nil && !errors.Is(err, server.ErrServerClosed) {
-			h.err = err
 			log.Warn("comm server stopped", "err", err)
 		}
 	}()

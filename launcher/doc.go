@@ -42,10 +42,10 @@
 //
 // With no --join and no PIRUN_JOIN, [Run] starts an embedded cluster
 // ([StartEmbedded]) on loopback: min(CPUs, 4) in-process nodes with the
-// tuned profile, each with enough slots for the whole job (it
-// oversubscribes on purpose, like mpirun --oversubscribe, since ranks that
-// wait for each other must all run) and an equal share of the machine's
-// memory. It runs through the same nodes, servents and protocol as a real
+// tuned profile, with slots enough together for the whole job at once and
+// at least one per CPU (it oversubscribes on purpose, like mpirun
+// --oversubscribe, since ranks that wait for each other must all run), and
+// each an equal share of the machine's memory. It runs through the same nodes, servents and protocol as a real
 // cluster.
 //
 // # Rules a user sees
@@ -68,7 +68,7 @@
 //   - Ranks get the node's environment, the -x variables and PIRUN_JOB,
 //     PIRUN_RANK, PIRUN_SIZE, PIRUN_INCARNATION, PIRUN_MIN, PIRUN_COMM and
 //     PIRUN_SPACE; their working directory is pirun's when it exists on the
-//     node, else the node's data directory.
+//     node, else the work directory under the node's data directory.
 //   - The first SIGINT or SIGTERM is forwarded to every rank; a second one
 //     kills them. Peak memory is sampled (1 ms after the start, then backing
 //     off to 100 ms): a rank shorter than the first sample shows "-".

@@ -3,16 +3,14 @@ package launcher
 import (
 	"context"
 	"log/slog"
-	"os"
 	"runtime"
-	"syscall"
 )
 
 // EmbeddedConfig sizes the in-process cluster pirun starts when no cluster
 // is named. Zero values are documented per field.
 type EmbeddedConfig struct {
 	Nodes int   // nodes; 0 means the number of CPUs, at most 4
-	Slots int   // slots per node; 0 means enough for the whole job at once
+	Slots int   // slots per node; 0 means an even share of max(ranks, CPUs), so the whole job runs at once
 	Mem   int64 // memory per node; 0 means the machine's total divided by Nodes
 	// Logger receives the nodes' logs; nil means discard.
 	Logger *slog.Logger
@@ -71,21 +69,10 @@ func (c *Cluster) Seeds() []string {
 	return s
 }
 
-// Nodes returns the cluster's nodes.
-func (c *Cluster) Nodes() []*Node { return c.nodes }
-
 // Close stops every node (ranks still running are killed); idempotent.
 func (c *Cluster) Close() error {
 	for _, n := range c.nodes {
 		n.Kill()
 	}
 	return nil
-}
-
-// sigNum returns the number of a signal (syscall.Signal on Unix).
-func sigNum(s os.Signal) syscall.Signal {
-	if n, ok := s.(syscall.Signal); ok {
-		return n
-	}
-	return syscall.SIGINT
 }

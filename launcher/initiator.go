@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -205,7 +206,11 @@ func joinAsClient(ctx context.Context, seeds []string, bind, profile string, key
 	if err != nil {
 		return nil, err
 	}
-	m, err := newMember(memberOpts{Prefix: "pirun", Profile: profile, Bind: bind, Key: key,
+	name, err := memberName("pirun")
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMember(memberOpts{Name: name, Profile: profile, Bind: bind, Key: key,
 		Events: events, Logger: log, Meta: meta})
 	if err != nil {
 		return nil, err
@@ -286,6 +291,14 @@ func (in *initiator) membership(ne memberEvent) sched.Event {
 		in.nodes[info.Name] = info
 		return sched.NodeUp{Node: info.Sched()}
 	}
+}
+
+// sigNum returns the number of a signal (syscall.Signal on Unix).
+func sigNum(s os.Signal) syscall.Signal {
+	if n, ok := s.(syscall.Signal); ok {
+		return n
+	}
+	return syscall.SIGINT
 }
 
 func (in *initiator) signal(sig os.Signal) sched.Event {

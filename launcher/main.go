@@ -58,8 +58,6 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	return status
 }
 
-func getenvOK(k string) (string, bool) { return os.LookupEnv(k) }
-
 // cliFlags is a flag set that prints nothing itself: parse reports errors
 // in one line and prints the flags only for -h.
 type cliFlags struct {
@@ -159,7 +157,7 @@ func mainRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	cfg.Program, cfg.Args = fs.Arg(0), fs.Args()[1:]
 	cfg.Join, cfg.Key, cfg.Profile, cfg.Bind = cf.join, key, cf.profile, cf.bind
-	cfg.Env = exportEnv(exports, getenvOK)
+	cfg.Env = exportEnv(exports, os.LookupEnv)
 	cfg.Terminal = isTerminal(stderr)
 	if os.Getenv("PIRUN_DEBUG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

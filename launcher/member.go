@@ -123,7 +123,7 @@ func (f logFilter) Write(p []byte) (int, error) {
 
 // memberOpts configures one membership participant.
 type memberOpts struct {
-	Prefix  string // name prefix: node, pirun, status
+	Name    string // from memberName
 	Profile string
 	Bind    string
 	Key     []byte
@@ -145,7 +145,6 @@ type memberEvent struct {
 type member struct {
 	ml     *memberlist.Memberlist
 	events chan memberEvent // nil unless memberOpts.Events
-	self   string           // name
 	addr_  string           // gossip host:port
 	viewMu sync.Mutex
 	view   map[string]NodeInfo
@@ -201,19 +200,23 @@ func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// newMember creates the memberlist instance (bound, not joined). Its name is
-// Prefix-<uuidv7>, unique per incarnation (memberlist silently rejects
-// duplicate names).
+// memberName returns prefix-<uuidv7>, a member name unique per incarnation
+// (memberlist silently rejects duplicate names).
+func memberName(prefix string) (string, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", err
+	}
+	return prefix + "-" + id.String(), nil
+}
+
+// newMember creates the memberlist instance (bound, not joined).
 func newMember(o memberOpts) (*member, error) {
 	c, err := memberConfig(o.Profile, o.Bind)
 	if err != nil {
 		return nil, err
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, err
-	}
-	c.Name = o.Prefix + "-" + id.String()
+	c.Name = o.Name
 	m := &member{update: make(chan struct{}, 1), done: make(chan struct{}), gossip: c.GossipInterval,
 		view: map[string]NodeInfo{}}
 	meta := o.Meta
@@ -233,7 +236,7 @@ func newMember(o memberOpts) (*member, error) {
 		return nil, fmt.Errorf("launcher: start membership on %s: %w", o.Bind, err)
 	}
 	m.ml = ml
-	m.self, m.addr_ = c.Name, net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.AdvertisePort))
+	m.addr_ = net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.AdvertisePort))
 	if c.AdvertiseAddr == "" {
 		local := ml.LocalNode() // no gossip has arrived yet: safe to read
 		m.addr_ = local.Address()
@@ -243,7 +246,6 @@ func newMember(o memberOpts) (*member, error) {
 	return m, nil
 }
 
-func (m *member) name() string { return m.self }
 func (m *member) addr() string { return m.addr_ }
 
 // join contacts seeds until one answers, ctx ends or a key mismatch shows.

@@ -52,6 +52,10 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	if err := fillNodeConfig(&cfg); err != nil {
 		return nil, err
 	}
+	name, err := memberName("node")
+	if err != nil {
+		return nil, err
+	}
 	n := &Node{cfg: cfg}
 	ok := false
 	defer func() {
@@ -59,7 +63,7 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 			n.Kill()
 		}
 	}()
-	if err := n.startServices(); err != nil {
+	if err := n.startServices(name); err != nil {
 		return nil, err
 	}
 	if err := n.startMember(); err != nil {
@@ -92,7 +96,8 @@ func fillNodeConfig(c *NodeConfig) error {
 	return nil
 }
 
-func (n *Node) startServices() error {
+// startServices starts the comm server and the servent of the node named name.
+func (n *Node) startServices(name string) error {
 	host, _, err := net.SplitHostPort(n.cfg.Bind)
 	if err != nil {
 		return fmt.Errorf("%w: bind %q: %v", ErrUsage, n.cfg.Bind, err)
@@ -118,13 +123,13 @@ func (n *Node) startServices() error {
 		cl.Close()
 		return err
 	}
-	if n.comm, err = hostComm(cl, spill, 0, n.cfg.Logger.With("part", "comm")); err != nil {
+	if n.comm, err = hostComm(cl, spill, n.cfg.Logger.With("part", "comm")); err != nil {
 		sl.Close()
 		return fmt.Errorf("launcher: comm server: %w", err)
 	}
-	n.info = NodeInfo{Role: roleNode, Slots: n.cfg.Slots, FreeSlots: n.cfg.Slots, Mem: n.cfg.Mem, FreeMem: n.cfg.Mem,
+	n.info = NodeInfo{Name: name, Role: roleNode, Slots: n.cfg.Slots, FreeSlots: n.cfg.Slots, Mem: n.cfg.Mem, FreeMem: n.cfg.Mem,
 		MaxTime: n.cfg.MaxTime, Labels: n.cfg.Labels, Servent: sl.Addr().String(), Comm: cl.Addr().String()}
-	n.servent, err = NewServent(ServentConfig{Slots: n.cfg.Slots, Mem: n.cfg.Mem, MaxTime: n.cfg.MaxTime,
+	n.servent, err = NewServent(ServentConfig{Name: name, Slots: n.cfg.Slots, Mem: n.cfg.Mem, MaxTime: n.cfg.MaxTime,
 		DataDir: n.cfg.DataDir, Key: n.cfg.Key, Grace: n.cfg.Grace, Logger: n.cfg.Logger.With("part", "servent"),
 		OnChange: n.publish, Locate: n.locate})
 	if err != nil {
@@ -141,20 +146,14 @@ func (n *Node) startMember() error {
 	if err != nil {
 		return err
 	}
-	m, err := newMember(memberOpts{Prefix: "node", Profile: n.cfg.Profile, Bind: n.cfg.Bind, Key: n.cfg.Key,
+	m, err := newMember(memberOpts{Name: n.info.Name, Profile: n.cfg.Profile, Bind: n.cfg.Bind, Key: n.cfg.Key,
 		Logger: n.cfg.Logger.With("part", "memberlist"), Meta: meta})
 	if err != nil {
 		return err
 	}
-	// Lock order: servent.mu before n.mu (publish runs under servent.mu).
-	n.servent.mu.Lock()
-	n.servent.cfg.Name = m.name()
-	n.servent.state.Name = m.name()
 	n.mu.Lock()
 	n.member = m
-	n.info.Name = m.name()
 	n.mu.Unlock()
-	n.servent.mu.Unlock()
 	return nil
 }
 
@@ -205,14 +204,11 @@ func (n *Node) Name() string { return n.info.Name }
 // Addr returns the gossip address others join through.
 func (n *Node) Addr() string { return n.member.addr() }
 
-// ServentAddr and CommAddr return the service addresses.
+// ServentAddr returns the servent's address.
 func (n *Node) ServentAddr() string { return n.info.Servent }
 
 // CommAddr returns the comm server's address.
 func (n *Node) CommAddr() string { return n.info.Comm }
-
-// Servent returns the node's servent.
-func (n *Node) Servent() *Servent { return n.servent }
 
 // Close leaves the cluster gracefully, then kills any rank still running and
 // stops the services. Idempotent.
@@ -244,16 +240,4 @@ func (n *Node) stop(leave time.Duration) {
 }
 
 // totalMemory returns MemTotal from /proc/meminfo in bytes, or 0.
-func totalMemory() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	var kb int64
-	for _, line := range splitLines(string(b)) {
-		if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
-			return kb * 1024
-		}
-	}
-	return 0
-}
+func totalMemory() int64 { return procKB("/proc/meminfo", "MemTotal:") }

@@ -128,11 +128,11 @@ func closeAll(cs ...io.Closer) {
 	}
 }
 
-// signal sends sig to the rank's process group.
-func (p *rankProc) signal(sig syscall.Signal, why string) {
+// signal forwards the initiator's sig to the rank's process group.
+func (p *rankProc) signal(sig syscall.Signal) {
 	p.mu.Lock()
-	if p.why == "" && why != "" {
-		p.why = why
+	if p.why == "" {
+		p.why = kindStopped
 	}
 	p.mu.Unlock()
 	syscall.Kill(-p.pid, sig)
@@ -229,7 +229,7 @@ func (p *rankProc) supervise(ctx context.Context, exited <-chan struct{}) {
 			p.stopWith(kindStopped, "connection to the initiator closed", syscall.SIGKILL)
 			ctx = context.Background()
 		case sig := <-p.signals:
-			p.signal(syscall.Signal(sig), kindStopped)
+			p.signal(syscall.Signal(sig))
 		case <-timeC:
 			p.stopWith(kindTime, fmt.Sprintf("time limit %s exceeded: terminated", p.spec.TimeLimit), syscall.SIGTERM)
 			kt := time.NewTimer(p.spec.Grace)
@@ -275,7 +275,7 @@ func (p *rankProc) result(err error, wall time.Duration) RankResult {
 	// exec, so it reports the servent's size for small ranks.
 	res.CPU = st.UserTime() + st.SystemTime()
 	p.mu.Lock()
-	res.PeakMem = max(res.PeakMem, p.peak, p.cg.peak())
+	res.PeakMem = max(p.peak, p.cg.peak())
 	why, reason := p.why, p.reason
 	p.mu.Unlock()
 	ws, _ := st.Sys().(syscall.WaitStatus)

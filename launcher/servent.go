@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -200,13 +202,7 @@ func (s *Servent) Running() []RunningRank {
 		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b RunningRank) int {
-		if a.Job != b.Job {
-			if a.Job < b.Job {
-				return -1
-			}
-			return 1
-		}
-		return a.Rank - b.Rank
+		return cmp.Or(strings.Compare(a.Job, b.Job), cmp.Compare(a.Rank, b.Rank))
 	})
 	return out
 }

@@ -54,7 +54,13 @@ func processGroup(pid int) int {
 
 // vmField reads a kB field (VmRSS:, VmHWM:) from /proc/<pid>/status, in bytes.
 func vmField(pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	return procKB(fmt.Sprintf("/proc/%d/status", pid), field)
+}
+
+// procKB reads a "field: N kB" line (/proc/meminfo, /proc/<pid>/status) of
+// the file at path, in bytes, or 0.
+func procKB(path, field string) int64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}

@@ -119,9 +119,6 @@ func (j *Job) Ranks() []RankInfo { return slices.Clone(j.ranks) }
 // Rank returns a copy of rank r's record.
 func (j *Job) Rank(r int) RankInfo { return j.ranks[r] }
 
-// Done reports whether the job emitted Done.
-func (j *Job) Done() bool { return j.done }
-
 // Step applies one event. It returns ErrJobDone after Done and
 // ErrUnknownEvent for an unknown event type; stale events (an incarnation
 // that is no longer current, a report about an unknown node) are ignored.
@@ -431,10 +428,10 @@ func (j *Job) count(s RankState) int {
 }
 
 func (j *Job) maybeDone() {
-	if !j.started || j.count(RankOffered)+j.count(RankRunning) > 0 {
+	if !j.started {
 		return
 	}
-	for _, r := range j.ranks {
+	for _, r := range j.ranks { // offered and running ranks are not final
 		if !r.State.final() {
 			return
 		}

@@ -1,5 +1,0 @@
-package launcher
-
-import "strings"
-
-func splitLines(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") }
