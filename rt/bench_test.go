@@ -19,29 +19,37 @@ func BenchmarkPingPong(b *testing.B) {
 	err := runPlain(ctx, 2, func(ctx context.Context, c *rt.Comm) error {
 		buf := make([]float64, 1)
 		peer := 1 - c.Rank()
-		if c.Rank() == 0 {
-			b.ResetTimer()
-		}
-		for range b.N {
-			if c.Rank() == 0 {
-				if err := rt.Send(ctx, c, peer, 0, buf); err != nil {
-					return err
-				}
-			}
-			if _, err := rt.Recv(ctx, c, peer, 0, buf); err != nil {
-				return err
-			}
-			if c.Rank() == 1 {
-				if err := rt.Send(ctx, c, peer, 0, buf); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return benchRoundTrips(b, c.Rank(),
+			func() error { return rt.Send(ctx, c, peer, 0, buf) },
+			func() error { _, err := rt.Recv(ctx, c, peer, 0, buf); return err })
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
+}
+
+// benchRoundTrips runs rank's side of b.N round trips between ranks 0 and 1
+// (rank 0 sends first, rank 1 answers), timed from rank 0's start.
+func benchRoundTrips(b *testing.B, rank int, send, recv func() error) error {
+	if rank == 0 {
+		b.ResetTimer()
+	}
+	for range b.N {
+		if rank == 0 {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+		if err := recv(); err != nil {
+			return err
+		}
+		if rank == 1 {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // runPlain runs ranks over a bare in-memory space (no rttest fault

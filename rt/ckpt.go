@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -125,19 +126,10 @@ func (c *Comm) Checkpoint(ctx context.Context, step int64, state []byte) error {
 // encodeState snapshots every open communicator (and restored states of
 // those not yet re-created) and encodes them with the user's state.
 func (w *world) encodeState(step int64, user []byte) ([]byte, error) {
-	w.mu.Lock()
-	open := make([]*Comm, 0, len(w.comms))
-	for _, c := range w.comms {
-		open = append(open, c)
-	}
-	states := make([]*commState, 0, len(open)+len(w.pending))
-	for _, st := range w.pending {
-		states = append(states, st)
-	}
-	named := make(map[string]int, len(w.named))
-	for k, v := range w.named {
-		named[k] = v
-	}
+	w.mu.Lock() // one snapshot: a communicator is either open or pending
+	open := slices.Collect(maps.Values(w.comms))
+	states := slices.Collect(maps.Values(w.pending))
+	named := maps.Clone(w.named)
 	w.mu.Unlock()
 	for _, c := range open {
 		st, err := c.snapshot()
@@ -161,14 +153,8 @@ type flusher interface {
 // this process's crash, for writers that need it, so that a restarted rank
 // resumes its channels where the checkpoint says.
 func (w *world) flushWriters(ctx context.Context) error {
-	w.mu.Lock()
-	open := make([]*Comm, 0, len(w.comms))
-	for _, c := range w.comms {
-		open = append(open, c)
-	}
-	w.mu.Unlock()
 	var errs []error
-	for _, c := range open {
+	for _, c := range w.openComms() {
 		for i := range c.outs {
 			o := &c.outs[i]
 			o.mu.Lock()
@@ -257,8 +243,11 @@ func (c *Comm) Restore(ctx context.Context) (step int64, state []byte, ok bool, 
 	w.ckptMu.Lock()
 	defer w.ckptMu.Unlock()
 	data, found, err := w.latest(ctx)
-	if err != nil || !found {
-		return 0, nil, false, rankErrOrNil(w.cfg.Rank, "restore", err)
+	if err != nil {
+		return 0, nil, false, rankErr(w.cfg.Rank, "restore", err)
+	}
+	if !found {
+		return 0, nil, false, nil
 	}
 	step, named, comms, user, err := decodeCheckpoint(data)
 	if err != nil {
@@ -268,13 +257,6 @@ func (c *Comm) Restore(ctx context.Context) (step int64, state []byte, ok bool, 
 		return 0, nil, false, err
 	}
 	return step, user, true, nil
-}
-
-func rankErrOrNil(rank int, op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return rankErr(rank, op, err)
 }
 
 // latest returns the data of the newest valid checkpoint.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,6 +50,10 @@ func (o opCode) String() string {
 	return "op(" + strconv.Itoa(int(o)) + ")"
 }
 
+// worldID is the world communicator's id (split children's ids extend
+// their parent's).
+const worldID = "w"
+
 // world is what the communicators of one rank process share.
 type world struct {
 	space Space
@@ -70,11 +76,10 @@ type world struct {
 // Collectives on one communicator must be called by every member in the
 // same order, one at a time.
 type Comm struct {
-	w     *world
-	id    string
-	rank  int
-	size  int
-	world bool
+	w    *world
+	id   string
+	rank int
+	size int
 
 	outs []outChan
 	in   inbox
@@ -108,9 +113,7 @@ func New(ctx context.Context, space Space, cfg Config) (*Comm, error) {
 	if err := w.announce(ctx); err != nil {
 		return nil, err
 	}
-	c := w.newComm("w", cfg.Rank, cfg.Size)
-	c.world = true
-	return c, nil
+	return w.newComm(worldID, cfg.Rank, cfg.Size), nil
 }
 
 // announce creates this rank's "_rt/up/<rank>" channel.
@@ -176,9 +179,12 @@ func (c *Comm) Close() error {
 // and runs Config.OnClose. Later operations on c return ErrClosed; Shutdown
 // and Close are idempotent and return the first result.
 func (c *Comm) Shutdown(ctx context.Context) error {
-	if c.world {
-		for _, sub := range c.w.children() {
-			_ = sub.Shutdown(ctx)
+	world := c.id == worldID
+	if world {
+		for _, sub := range c.w.openComms() {
+			if sub != c {
+				_ = sub.Shutdown(ctx)
+			}
 		}
 	}
 	c.closeMu.Lock()
@@ -196,7 +202,7 @@ func (c *Comm) Shutdown(ctx context.Context) error {
 	c.w.mu.Lock()
 	delete(c.w.comms, c.id)
 	c.w.mu.Unlock()
-	if c.world {
+	if world {
 		err = errors.Join(err, c.w.closeCkpt(ctx))
 		if c.w.cfg.OnClose != nil {
 			err = errors.Join(err, c.w.cfg.OnClose())
@@ -206,16 +212,11 @@ func (c *Comm) Shutdown(ctx context.Context) error {
 	return err
 }
 
-func (w *world) children() []*Comm {
+// openComms returns the world's open communicators.
+func (w *world) openComms() []*Comm {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var out []*Comm
-	for id, c := range w.comms {
-		if id != "w" {
-			out = append(out, c)
-		}
-	}
-	return out
+	return slices.Collect(maps.Values(w.comms))
 }
 
 // check validates a call's context and c's state.

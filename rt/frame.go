@@ -118,16 +118,6 @@ func (f *frameReader) fill(ctx context.Context, need int) error {
 	return nil
 }
 
-// next returns the next frame, its payload and its start offset.
-func (f *frameReader) next(ctx context.Context) (header, []byte, int64, error) {
-	h, start, err := f.header(ctx)
-	if err != nil {
-		return h, nil, start, err
-	}
-	p, err := f.payload(ctx, nil)
-	return h, p, start, err
-}
-
 // header reads the current frame's header (again, if already read) and
 // returns it with the frame's start offset.
 func (f *frameReader) header(ctx context.Context) (header, int64, error) {
@@ -215,7 +205,7 @@ func (f *frameReader) consume(n int) {
 	f.off += int64(n)
 }
 
-// owned returns a copy of payload p that outlives the next call to next,
+// owned returns a copy of payload p that outlives the next read,
 // taking over the scratch slice when p is it.
 func (f *frameReader) owned(p []byte) []byte {
 	if len(p) > 0 && len(f.scratch) > 0 && &p[0] == &f.scratch[0] {

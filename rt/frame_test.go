@@ -114,3 +114,14 @@ func TestCheckpointEncoding(t *testing.T) {
 		}
 	}
 }
+
+// next returns the next frame, its payload and its start offset (the
+// runtime reads header and payload separately; see inbox.step).
+func (f *frameReader) next(ctx context.Context) (header, []byte, int64, error) {
+	h, start, err := f.header(ctx)
+	if err != nil {
+		return h, nil, start, err
+	}
+	p, err := f.payload(ctx, nil)
+	return h, p, start, err
+}

@@ -287,50 +287,49 @@ func (in *inbox) pumpReady(s int) (context.Context, bool) {
 }
 
 // drive reads source r.src, whose reader the caller holds (post returned
-// true), until r completes, then releases the reader. ctx is the
+// true), until r (a pooled request, whose one completion value stays in
+// r.done for waitOrCancel) completes, then releases the reader. ctx is the
 // receive's: ending it withdraws r (a frame being read is finished later
 // by whoever reads next).
 func (in *inbox) drive(ctx context.Context, r *Request) {
 	s := r.src
-	src := &in.srcs[s]
-	in.mu.Lock()
-	rctx, cancel := src.rctx, src.rcancel
-	in.mu.Unlock()
-	stop := func() bool { return false }
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, cancel)
-	}
+	rctx, stop := in.watch(ctx, s, false)
 	for {
-		select {
-		case <-r.done:
-			r.done <- struct{}{} // leave it for waitOrCancel
+		if len(r.done) > 0 { // complete (pooled); waitOrCancel takes the value
 			stop()
 			in.mu.Lock()
 			in.release(s)
 			in.mu.Unlock()
 			return
-		default:
 		}
 		err := in.step(rctx, s, r)
 		if err == nil {
 			continue
 		}
+		stop()
 		if rctx.Err() != nil && ctx.Err() == nil && in.c.life.Err() == nil {
 			// Cancelled late by an earlier receive's context: go on.
-			stop()
-			in.mu.Lock()
-			in.renew(s)
-			rctx, cancel = src.rctx, src.rcancel
-			in.mu.Unlock()
-			if ctx.Done() != nil {
-				stop = context.AfterFunc(ctx, cancel)
-			}
+			rctx, stop = in.watch(ctx, s, true)
 			continue
 		}
-		stop()
 		in.readFailed(ctx, s, r, err)
 		return
 	}
+}
+
+// watch returns source s's read context (renewed first if renew is set)
+// and makes the end of ctx cancel it until the returned stop is called.
+func (in *inbox) watch(ctx context.Context, s int, renew bool) (context.Context, func() bool) {
+	in.mu.Lock()
+	if renew {
+		in.renew(s)
+	}
+	rctx, cancel := in.srcs[s].rctx, in.srcs[s].rcancel
+	in.mu.Unlock()
+	if ctx.Done() == nil {
+		return rctx, func() bool { return false }
+	}
+	return rctx, context.AfterFunc(ctx, cancel)
 }
 
 // readFailed ends drive after a failed read: r fails with the receive's
@@ -427,8 +426,7 @@ func (in *inbox) takeDirect(s int, h header, me *Request) (*Request, error) {
 		if !r.matches(s, h.tag) {
 			continue
 		}
-		if r != me && r.pooled || h.op != r.op || h.code != r.code || h.n > int64(len(r.buf)) ||
-			r.exact && h.n != int64(len(r.buf)) {
+		if r != me && r.pooled || r.reject(h) != nil {
 			return nil, nil
 		}
 		in.posted = slices.Delete(in.posted, i, i+1)

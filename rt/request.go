@@ -104,35 +104,42 @@ func (r *Request) matches(src int, tag int32) bool {
 // fill completes r with a message. Only the goroutine that took r off the
 // posted list (or matched it on posting) calls it.
 func (r *Request) fill(src int, h header, p []byte) {
-	r.st = Status{Source: src, Tag: int(h.tag), Count: len(p) / h.code.size()}
-	var err error
-	switch {
-	case h.op != r.op:
-		err = fmt.Errorf("%w: got %s, want %s", ErrMismatch, h.op, r.op)
-	case h.code != r.code:
-		err = fmt.Errorf("%w: message of %s, receive of %s", ErrType, h.code, r.code)
-	case r.exact && len(p) != len(r.buf):
-		err = fmt.Errorf("%w: message of %d %s, buffer of %d", ErrCount,
-			len(p)/h.code.size(), h.code, len(r.buf)/r.code.size())
-	case len(p) > len(r.buf):
-		err = fmt.Errorf("%w: message of %d %s, buffer of %d", ErrTruncated,
-			len(p)/h.code.size(), h.code, len(r.buf)/r.code.size())
-	default:
-		copy(r.buf, p)
-		fromWire(r.buf[:len(p)], h.code)
+	if err := r.reject(h); err != nil {
+		r.st = status(src, h)
+		r.failWith(rankErr(src, "recv", err))
+		return
 	}
-	if err != nil {
-		r.err = rankErr(src, "recv", err)
-	}
+	copy(r.buf, p)
+	r.fillDirect(src, h)
+}
+
+// fillDirect completes r with a message whose payload is already in r.buf
+// (read straight into it, or copied by fill); r.reject(h) is nil.
+func (r *Request) fillDirect(src int, h header) {
+	r.st = status(src, h)
+	fromWire(r.buf[:h.n], h.code)
 	r.complete()
 }
 
-// fillDirect completes r with a message whose payload was read straight
-// into r.buf (takeDirect checked it fits).
-func (r *Request) fillDirect(src int, h header) {
-	r.st = Status{Source: src, Tag: int(h.tag), Count: int(h.n) / h.code.size()}
-	fromWire(r.buf[:h.n], h.code)
-	r.complete()
+// reject returns why a message with header h cannot complete r, or nil.
+func (r *Request) reject(h header) error {
+	switch {
+	case h.op != r.op:
+		return fmt.Errorf("%w: got %s, want %s", ErrMismatch, h.op, r.op)
+	case h.code != r.code:
+		return fmt.Errorf("%w: message of %s, receive of %s", ErrType, h.code, r.code)
+	case r.exact && h.n != int64(len(r.buf)):
+		return fmt.Errorf("%w: message of %d %s, buffer of %d", ErrCount,
+			h.n/int64(h.code.size()), h.code, len(r.buf)/r.code.size())
+	case h.n > int64(len(r.buf)):
+		return fmt.Errorf("%w: message of %d %s, buffer of %d", ErrTruncated,
+			h.n/int64(h.code.size()), h.code, len(r.buf)/r.code.size())
+	}
+	return nil
+}
+
+func status(src int, h header) Status {
+	return Status{Source: src, Tag: int(h.tag), Count: int(h.n) / h.code.size()}
 }
 
 // failWith completes r with err.

@@ -87,25 +87,9 @@ func commPingPong(b *testing.B, size int) {
 		if err := c.Barrier(ctx); err != nil {
 			return err
 		}
-		if c.Rank() == 0 {
-			b.ResetTimer()
-		}
-		for range b.N {
-			if c.Rank() == 0 {
-				if err := rt.SendBytes(ctx, c, peer, 0, buf); err != nil {
-					return err
-				}
-			}
-			if _, err := rt.RecvBytes(ctx, c, peer, 0, buf); err != nil {
-				return err
-			}
-			if c.Rank() == 1 {
-				if err := rt.SendBytes(ctx, c, peer, 0, buf); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return benchRoundTrips(b, c.Rank(),
+			func() error { return rt.SendBytes(ctx, c, peer, 0, buf) },
+			func() error { _, err := rt.RecvBytes(ctx, c, peer, 0, buf); return err })
 	})
 }
 
@@ -150,33 +134,16 @@ func rawPingPong(ctx context.Context, b *testing.B, sp *comm.Space, r, size int)
 	}
 	defer rd.Close()
 	buf := make([]byte, size)
-	read := func() error {
-		for got := 0; got < len(buf); {
-			n, err := rd.ReadContext(ctx, buf[got:])
-			if err != nil {
-				return err
+	return benchRoundTrips(b, r,
+		func() error { _, err := w.Write(buf); return err },
+		func() error {
+			for got := 0; got < len(buf); {
+				n, err := rd.ReadContext(ctx, buf[got:])
+				if err != nil {
+					return err
+				}
+				got += n
 			}
-			got += n
-		}
-		return nil
-	}
-	if r == 0 {
-		b.ResetTimer()
-	}
-	for range b.N {
-		if r == 0 {
-			if _, err := w.Write(buf); err != nil {
-				return err
-			}
-		}
-		if err := read(); err != nil {
-			return err
-		}
-		if r == 1 {
-			if _, err := w.Write(buf); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+			return nil
+		})
 }
