@@ -58,7 +58,7 @@ func remoteError(e *proto.Error) error {
 	default:
 		base = ErrServer
 	}
-	return &RemoteError{Base: base, Code: e.Code, Msg: e.Msg}
+	return &RemoteError{Base: base, Code: e.Code, Msg: e.Msg, At: e.At}
 }
 
 // RemoteError is an error a server (or, on the direct path, a writer)
@@ -67,6 +67,7 @@ type RemoteError struct {
 	Base error  // the sentinel
 	Code uint16 // the wire code
 	Msg  string // the remote explanation
+	At   int64  // an offset the code comes with (the writer's, for an out-of-window subscribe)
 }
 
 func (e *RemoteError) Error() string { return fmt.Sprintf("%v: %s", e.Base, e.Msg) }

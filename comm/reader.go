@@ -17,7 +17,7 @@ type source uint8
 
 const (
 	srcNone        source = iota
-	srcCatchUp            // a cache stream up to the current length, then try the direct path
+	srcCatchUp            // a cache stream up to the current length (or the writer's offset), then try the direct path
 	srcDirect             // straight from the writer
 	srcCacheFollow        // a cache stream that follows the writer to the end
 )
@@ -47,6 +47,7 @@ type Reader struct {
 	req     uint32 // request id of the current stream
 	tries   int
 	triedAt int64 // r.off when the writer was last tried
+	until   int64 // the writer's offset when it last refused a subscription
 
 	acked    int64 // on the direct path: the offset last acknowledged to the writer
 	ackEvery int64 // acknowledge once this many more bytes are read
@@ -290,8 +291,9 @@ func (r *Reader) endOfStream(m proto.EOF) error {
 // open starts a stream from the right source at r.off: the writer itself
 // when it is active (it serves a reader a little behind it from what it
 // still holds), else, or when the writer is too far ahead, a catch-up
-// stream from the cache that ends at the cache's current length, after
-// which the writer is tried again; after maxSubscribeTries catch-ups, or
+// stream from the cache that ends at the writer's offset when it refused
+// (or at the cache's current length), after which the writer is tried
+// again; after maxSubscribeTries catch-ups, or
 // without a direct path, a cache stream that follows the writer.
 func (r *Reader) open(ctx context.Context) error {
 	if r.cc == nil {
@@ -318,7 +320,15 @@ func (r *Reader) open(ctx context.Context) error {
 		r.tries++
 	}
 	r.triedAt = r.off
-	req, err := r.cc.send(proto.TRead, &proto.Read{Space: r.s.name, Instance: r.info.Instance, Offset: r.off, Follow: follow})
+	// A writer that refused us told us where it was: follow the cache up
+	// to there (waiting for the cache rather than polling it), then try
+	// the writer again.
+	until := int64(0)
+	if !follow && r.until > r.off {
+		follow, until = true, r.until
+	}
+	req, err := r.cc.send(proto.TRead, &proto.Read{Space: r.s.name, Instance: r.info.Instance, Offset: r.off,
+		Follow: follow, Until: until})
 	if err != nil {
 		r.cc.close()
 		r.cc = nil
@@ -326,7 +336,7 @@ func (r *Reader) open(ctx context.Context) error {
 	}
 	r.req = req
 	r.src = srcCatchUp
-	if follow {
+	if follow && until == 0 {
 		r.src = srcCacheFollow
 	}
 	return nil
@@ -358,6 +368,10 @@ func (r *Reader) subscribe(ctx context.Context) bool {
 				r.ackEvery = m.AckEvery
 			}
 			return true
+		}
+		var re *RemoteError
+		if errors.As(err, &re) && re.Code == proto.CodeOutOfWindow {
+			r.until = re.At
 		}
 		if isConnErr(err) || !errors.Is(err, errOutOfWindow) {
 			r.dc.close()

@@ -168,7 +168,7 @@ func (w *Writer) subscribe(c *conn, req uint32, off int64, window int) (*sink, e
 	if off != w.off {
 		b, ok := w.cs.since(off, w.off)
 		if !ok {
-			return nil, &proto.Error{Code: proto.CodeOutOfWindow, Msg: fmt.Sprintf("writer at %d, asked %d", w.off, off)}
+			return nil, &proto.Error{Code: proto.CodeOutOfWindow, Msg: fmt.Sprintf("writer at %d, asked %d", w.off, off), At: w.off}
 		}
 		backlog = b
 	}

@@ -60,6 +60,10 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 		return &proto.Error{Code: proto.CodeProtocol, Msg: fmt.Sprintf("negative offset %d", off)}
 	}
 	for ctx.Err() == nil {
+		if m.Until > 0 && off >= m.Until {
+			ss.endStream(ctx, req, proto.TEOF, &proto.EOF{Length: off, Sealed: false})
+			return nil
+		}
 		if body := ss.segmentData(key, off); len(body) > 0 {
 			hdr := proto.AppendDataHeader(nil, proto.TData, req, m.Space, m.Instance, off, len(body))
 			if !ss.sendData(ctx, outFrame{hdr: hdr, body: body}) {

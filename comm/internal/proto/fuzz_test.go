@@ -53,3 +53,23 @@ func hasMap(m Msg) bool {
 	}
 	return false
 }
+
+// Data frame headers decode back to what was encoded and, given room,
+// cost no allocation (they are written once per data frame).
+func TestDataHeader(t *testing.T) {
+	body := []byte("payload")
+	b := AppendDataHeader(nil, TWrite, 7, "space", 42, 1<<40, len(body))
+	b = append(b, body...)
+	f, err := wire.NewReader(bytes.NewReader(b), 1<<20).Next()
+	if err != nil || f.Type != TWrite || f.Req != 7 {
+		t.Fatalf("frame %+v: %v", f, err)
+	}
+	space, inst, off, data, err := DecodeData(f.Payload)
+	if err != nil || space != "space" || inst != 42 || off != 1<<40 || !bytes.Equal(data, body) {
+		t.Fatalf("decoded %q %d %d %q: %v", space, inst, off, data, err)
+	}
+	buf := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(100, func() { AppendDataHeader(buf[:0], TData, 1, "space", 42, 99, 10) }); n != 0 {
+		t.Fatalf("%v allocations per header", n)
+	}
+}

@@ -68,14 +68,16 @@ type Hello struct {
 func (m *Hello) Encode(e *wire.Enc) { e.String(m.Magic); e.U64(m.Version); e.String(m.Peer) }
 func (m *Hello) Decode(d *wire.Dec) { m.Magic = d.String(); m.Version = d.U64(); m.Peer = d.String() }
 
-// Error reports a failed request.
+// Error reports a failed request. At carries an offset where the code
+// has one to tell (CodeOutOfWindow: the writer's position).
 type Error struct {
 	Code uint16
 	Msg  string
+	At   int64
 }
 
-func (m *Error) Encode(e *wire.Enc) { e.U64(uint64(m.Code)); e.String(m.Msg) }
-func (m *Error) Decode(d *wire.Dec) { m.Code = uint16(d.U64()); m.Msg = d.String() }
+func (m *Error) Encode(e *wire.Enc) { e.U64(uint64(m.Code)); e.String(m.Msg); e.I64(m.At) }
+func (m *Error) Decode(d *wire.Dec) { m.Code = uint16(d.U64()); m.Msg = d.String(); m.At = d.I64() }
 func (m *Error) Error() string      { return fmt.Sprintf("code %d: %s", m.Code, m.Msg) }
 
 // SpaceReq opens or closes a space.
@@ -186,13 +188,15 @@ func (m *Close) Encode(e *wire.Enc) { e.String(m.Space); e.U64(m.Instance); e.I6
 func (m *Close) Decode(d *wire.Dec) { m.Space = d.String(); m.Instance = d.U64(); m.Length = d.I64() }
 
 // Read asks for a stream of an instance's bytes from Offset. With Follow the
-// stream waits for new bytes until the instance is sealed; without it the
-// stream ends (TEOF with Sealed false) at the current length.
+// stream waits for new bytes until the instance is sealed or, when Until is
+// positive, until it has sent the bytes below Until; without Follow it ends
+// (TEOF with Sealed false) at the current length.
 type Read struct {
 	Space    string
 	Instance uint64
 	Offset   int64
 	Follow   bool
+	Until    int64
 }
 
 func (m *Read) Encode(e *wire.Enc) {
@@ -200,9 +204,10 @@ func (m *Read) Encode(e *wire.Enc) {
 	e.U64(m.Instance)
 	e.I64(m.Offset)
 	e.Bool(m.Follow)
+	e.I64(m.Until)
 }
 func (m *Read) Decode(d *wire.Dec) {
-	m.Space, m.Instance, m.Offset, m.Follow = d.String(), d.U64(), d.I64(), d.Bool()
+	m.Space, m.Instance, m.Offset, m.Follow, m.Until = d.String(), d.U64(), d.I64(), d.Bool(), d.I64()
 }
 
 // EOF ends a read stream at Length; Sealed says whether the writer closed.
@@ -293,12 +298,13 @@ func putLen(h []byte, n int) {
 // AppendDataHeader appends the header and prefix of a data frame carrying n
 // bytes; the caller sends the n bytes right after.
 func AppendDataHeader(dst []byte, t wire.Type, req uint32, space string, inst uint64, off int64, n int) []byte {
-	var e wire.Enc
+	start := len(dst)
+	e := wire.Enc{B: wire.AppendHeader(dst, t, 0, req, 0)}
 	e.String(space)
 	e.U64(inst)
 	e.I64(off)
-	dst = wire.AppendHeader(dst, t, 0, req, len(e.B)+n)
-	return append(dst, e.B...)
+	putLen(e.B[start:], len(e.B)-start-wire.HeaderSize+n)
+	return e.B
 }
 
 // DecodeData splits a data frame's payload.
