@@ -6,7 +6,9 @@ import (
 	"hash/fnv"
 	"net"
 	"sync"
+	"time"
 
+	"github.com/pispace/pispace/comm/internal/local"
 	"github.com/pispace/pispace/comm/internal/proto"
 )
 
@@ -20,7 +22,8 @@ type Config struct {
 	// (the direct path). Empty means "127.0.0.1:0"; "off" disables the
 	// direct path, so every byte goes through the cache.
 	DirectAddr string
-	// Dialer opens connections, to servers and to writers. Nil means TCP.
+	// Dialer opens connections, to servers and to writers. Nil means TCP,
+	// or a Unix socket to a server or writer on this host (see HostID).
 	Dialer Dialer
 	// MaxPayload bounds a frame's payload. Zero means 4 MiB; it must not
 	// exceed the servers' own bound.
@@ -41,6 +44,12 @@ type Config struct {
 	// CacheQueue bounds, in bytes, what a writer queues for the cache
 	// before Write waits for the cache connection. Zero means 4 MiB.
 	CacheQueue int
+	// SpinRead is how long a read waiting for a server or a writer
+	// busy-polls the socket before parking: a round trip then costs a few
+	// microseconds instead of a wake-up through the runtime's poller, at
+	// the price of a core spinning meanwhile. Zero means 50µs; negative
+	// turns spinning off. There is no spinning when GOMAXPROCS is 1.
+	SpinRead time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -49,9 +58,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.DirectAddr == "" {
 		c.DirectAddr = "127.0.0.1:0"
-	}
-	if c.Dialer == nil {
-		c.Dialer = defaultDialer
 	}
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = 4 << 20
@@ -69,6 +75,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CacheQueue <= 0 {
 		c.CacheQueue = 4 << 20
 	}
+	if c.SpinRead == 0 {
+		c.SpinRead = 50 * time.Microsecond
+	}
 	return c, nil
 }
 
@@ -85,6 +94,7 @@ type Client struct {
 	closed bool
 	spaces map[*Space]struct{}
 	idle   map[string][]*conn // direct-path connections to writers, ready for a Subscribe
+	local  map[string]string  // server address -> its same-host endpoint, from its welcome
 }
 
 // New returns a client for the servers in cfg. It starts the direct-path
@@ -94,13 +104,17 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, spaces: map[*Space]struct{}{}, idle: map[string][]*conn{}}
+	c := &Client{cfg: cfg, spaces: map[*Space]struct{}{}, idle: map[string][]*conn{}, local: map[string]string{}}
 	if cfg.DirectAddr != "off" {
 		l, err := net.Listen("tcp", cfg.DirectAddr)
 		if err != nil {
 			return nil, fmt.Errorf("comm: direct-path listener: %w", err)
 		}
-		c.direct = newDirectServer(l, cfg.MaxPayload, cfg.DirectWindow)
+		ls, eps := []net.Listener{l}, l.Addr().String()
+		if ll, ep, err := local.Listen("direct"); err == nil { // best effort: TCP serves everyone
+			ls, eps = append(ls, ll), eps+","+ep
+		}
+		c.direct = newDirectServer(ls, eps, cfg.MaxPayload, cfg.DirectWindow)
 	}
 	return c, nil
 }
@@ -131,7 +145,7 @@ func (c *Client) OpenSpace(ctx context.Context, name string) (*Space, error) {
 		return nil, ErrClosed
 	}
 	addr := c.serverFor(name)
-	cn, err := dialConn(ctx, c.cfg.Dialer, addr, c.cfg.MaxPayload)
+	cn, err := c.dial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -6,10 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/pispace/pispace/comm/internal/local"
 	"github.com/pispace/pispace/comm/internal/proto"
 	"github.com/pispace/pispace/comm/wire"
 )
@@ -24,25 +28,48 @@ type conn struct {
 	wmu   sync.Mutex
 	req   uint32 // last request id used; owner-only
 	hello uint32 // request id of the hello whose answer is still to be read; owner-only
-	max   int    // largest payload accepted
+	// welcome receives the server's same-host endpoint from the hello's
+	// answer; nil on the accepting side.
+	welcome func(local string)
+	max     int // largest payload accepted
 }
 
-// dialConn connects to addr and sends the hello. It does not wait for the
-// answer: the hello is pipelined with the caller's first request, whose
-// reply follows the hello's (a refused hello is reported by that request).
-func dialConn(ctx context.Context, d Dialer, addr string, maxPayload int) (*conn, error) {
-	nc, err := d(ctx, addr)
+// dial connects to a server, or to a writer's direct-path listener, at
+// endpoints (see local.go): through the same-host Unix socket when there
+// is one, known for a server from an earlier connection's welcome. It
+// sends the hello and does not wait for the answer: the hello is
+// pipelined with the caller's first request, whose reply follows the
+// hello's (a refused hello is reported by that request).
+func (cl *Client) dial(ctx context.Context, endpoints string) (*conn, error) {
+	server := endpoints
+	cl.mu.Lock()
+	if l := cl.local[server]; l != "" {
+		endpoints += "," + l
+	}
+	cl.mu.Unlock()
+	nc, err := dialEndpoints(ctx, cl.cfg, endpoints)
 	if err != nil {
-		return nil, fmt.Errorf("comm: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("comm: dial %s: %w", local.TCP(endpoints), err)
 	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
+	switch nc := nc.(type) {
+	case *net.TCPConn:
+		nc.SetNoDelay(true)
+	case *net.UnixConn:
+		// A Unix socket's send buffer does not grow by itself as TCP's
+		// does: make room for a writer's bursts, so that its writes to the
+		// cache return before the server has read them.
+		nc.SetWriteBuffer(cl.cfg.CacheQueue)
 	}
-	c := newConn(nc, maxPayload+1024)
+	c := newConn(nc, cl.cfg.MaxPayload+1024, cl.cfg.SpinRead)
+	c.welcome = func(local string) {
+		cl.mu.Lock()
+		cl.local[server] = local
+		cl.mu.Unlock()
+	}
 	req, err := c.send(proto.THello, &proto.Hello{Magic: proto.Magic, Version: proto.Version, Peer: "comm client"})
 	if err != nil {
 		nc.Close()
-		return nil, ctxErr(ctx, fmt.Errorf("comm: handshake with %s: %w", addr, err))
+		return nil, ctxErr(ctx, fmt.Errorf("comm: handshake with %s: %w", local.TCP(endpoints), err))
 	}
 	c.hello = req
 	return c, nil
@@ -52,9 +79,61 @@ func dialConn(ctx context.Context, d Dialer, addr string, maxPayload int) (*conn
 // reuses a bufio.Reader at least this large instead of wrapping it.
 const frameBuffer = 64 << 10
 
-func newConn(nc net.Conn, max int) *conn {
-	br := bufio.NewReaderSize(nc, frameBuffer)
+// newConn wraps nc; its reads busy-poll the socket for up to spin before
+// parking (see [spinReader]), none when spin is not positive.
+func newConn(nc net.Conn, max int, spin time.Duration) *conn {
+	var src io.Reader = nc
+	if sc, ok := nc.(syscall.Conn); ok && spin > 0 && runtime.GOMAXPROCS(0) > 1 {
+		if rc, err := sc.SyscallConn(); err == nil {
+			src = &spinReader{nc: nc, rc: rc, budget: spin}
+		}
+	}
+	br := bufio.NewReaderSize(src, frameBuffer)
 	return &conn{c: nc, br: br, r: wire.NewReader(br, max), max: max}
+}
+
+// spinReader reads a socket by busy-polling it for up to budget before
+// falling back to the ordinary read, which parks the goroutine until the
+// socket is readable. Parking and waking through the runtime's poller
+// costs tens of microseconds on a round trip; a peer that answers within
+// the budget is read at once. Errors, end of stream and deadlines are
+// left to the ordinary read, so they surface exactly as from net.Conn.
+type spinReader struct {
+	nc     net.Conn
+	rc     syscall.RawConn
+	budget time.Duration
+}
+
+func (s *spinReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n := 0
+	var until time.Time
+	s.rc.Read(func(fd uintptr) bool {
+		for {
+			m, err := syscall.Read(int(fd), p)
+			switch {
+			case m > 0:
+				n = m
+				return true
+			case err == syscall.EINTR:
+				continue
+			case err != syscall.EAGAIN:
+				return true // end of stream or an error: the ordinary read reports it
+			}
+			now := time.Now()
+			if until.IsZero() {
+				until = now.Add(s.budget)
+			} else if now.After(until) {
+				return true
+			}
+		}
+	})
+	if n > 0 {
+		return n, nil
+	}
+	return s.nc.Read(p)
 }
 
 // dataHeader reads, when the next frame is a data frame of request req, its
@@ -171,6 +250,10 @@ func (c *conn) isHelloReply(f wire.Frame) (bool, error) {
 	c.hello = 0
 	switch f.Type {
 	case proto.TOK:
+		var w proto.Welcome
+		if len(f.Payload) > 0 && proto.Unmarshal(f.Payload, &w) == nil && w.Local != "" && c.welcome != nil {
+			c.welcome(w.Local)
+		}
 		return true, nil
 	case proto.TError:
 		return true, fmt.Errorf("comm: handshake: %w", decodeError(f))
@@ -230,8 +313,3 @@ func ctxErr(ctx context.Context, err error) error {
 // Dialer opens a connection to addr. Tests inject one to put a faulty
 // network between parties.
 type Dialer func(ctx context.Context, addr string) (net.Conn, error)
-
-func defaultDialer(ctx context.Context, addr string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", addr)
-}

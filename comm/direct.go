@@ -14,7 +14,8 @@ import (
 // directServer accepts readers' connections on the direct path and hands
 // each to the local writer it subscribes to.
 type directServer struct {
-	l      net.Listener
+	ls     []net.Listener
+	eps    string // the listeners' endpoints, comma-separated
 	max    int
 	window int
 
@@ -32,18 +33,23 @@ type wkey struct {
 	inst  uint64
 }
 
-func newDirectServer(l net.Listener, max, window int) *directServer {
-	d := &directServer{l: l, max: max, window: window, writers: map[wkey]*Writer{}, conns: map[net.Conn]struct{}{}}
+// newDirectServer serves the listeners, whose endpoints (see local.go)
+// are eps.
+func newDirectServer(ls []net.Listener, eps string, max, window int) *directServer {
+	d := &directServer{ls: ls, eps: eps, max: max, window: window, writers: map[wkey]*Writer{}, conns: map[net.Conn]struct{}{}}
 	d.created = sync.NewCond(&d.mu)
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.accept()
-	}()
+	for _, l := range ls {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			d.accept(l)
+		}()
+	}
 	return d
 }
 
-func (d *directServer) addr() string { return d.l.Addr().String() }
+// addr returns the endpoints readers dial.
+func (d *directServer) addr() string { return d.eps }
 
 // beginCreate announces a Create in flight: the server may tell a reader
 // about the instance before the writer learns its id and registers, and a
@@ -91,9 +97,9 @@ func (d *directServer) unregister(space string, inst uint64, w *Writer) {
 	d.mu.Unlock()
 }
 
-func (d *directServer) accept() {
+func (d *directServer) accept(l net.Listener) {
 	for {
-		c, err := d.l.Accept()
+		c, err := l.Accept()
 		if err != nil {
 			return // closed: the listener only fails when the client closes
 		}
@@ -123,12 +129,11 @@ func (d *directServer) accept() {
 // client's.
 func (d *directServer) serve(nc net.Conn) {
 	defer nc.Close()
-	window := 0 // no inline writes unless the send buffer is known to hold them
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
-		window = sendWindow(tc, d.window)
 	}
-	c := newConn(nc, d.max+1024)
+	window := sendWindow(nc, d.window) // no inline writes unless the send buffer is known to hold them
+	c := newConn(nc, d.max+1024, 0)    // it waits for acks: no spinning
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	f, err := c.r.Next()
 	if err != nil || f.Type != proto.THello {
@@ -208,7 +213,9 @@ func (d *directServer) close() {
 	d.mu.Lock()
 	d.closed = true
 	d.created.Broadcast()
-	d.l.Close()
+	for _, l := range d.ls {
+		l.Close()
+	}
 	for c := range d.conns {
 		c.Close()
 	}
@@ -219,9 +226,16 @@ func (d *directServer) close() {
 // sendWindow sets the connection's send buffer for want bytes of inline
 // writes and returns how many it holds: the kernel may grant less than
 // asked (net.core.wmem_max), and about half of what it reports is payload.
-func sendWindow(tc *net.TCPConn, want int) int {
-	tc.SetWriteBuffer(want)
-	raw, err := tc.SyscallConn()
+func sendWindow(nc net.Conn, want int) int {
+	sc, ok := nc.(interface {
+		syscall.Conn
+		SetWriteBuffer(int) error
+	})
+	if !ok {
+		return 0
+	}
+	sc.SetWriteBuffer(want)
+	raw, err := sc.SyscallConn()
 	if err != nil {
 		return 0
 	}
@@ -268,6 +282,7 @@ type sink struct {
 	limit  int // queued bytes before the reader is dropped
 	window int // unacknowledged bytes for inline writes
 	chunk  int // largest data frame
+	pool   *sync.Pool
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -285,12 +300,13 @@ type sink struct {
 }
 
 type sinkItem struct {
-	off  int64
-	data []byte
+	off    int64
+	data   []byte
+	pooled *[]byte // data's buffer, from pool, to return once written
 }
 
-func newSink(c *conn, req uint32, space string, inst uint64, limit, window, chunk int, off int64) *sink {
-	s := &sink{c: c, req: req, space: space, inst: inst, limit: limit, window: window, chunk: chunk,
+func newSink(c *conn, req uint32, space string, inst uint64, limit, window, chunk int, pool *sync.Pool, off int64) *sink {
+	s := &sink{c: c, req: req, space: space, inst: inst, limit: limit, window: window, chunk: chunk, pool: pool,
 		acked: off, busy: true, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	return s
@@ -301,7 +317,7 @@ func newSink(c *conn, req uint32, space string, inst uint64, limit, window, chun
 // until it has, the sink is busy and Write queues.
 func (s *sink) start(backlog []byte) {
 	if len(backlog) > 0 {
-		s.q = append(s.q, sinkItem{s.acked, backlog})
+		s.q = append(s.q, sinkItem{off: s.acked, data: backlog})
 		s.queued = len(backlog)
 	}
 	go s.run()
@@ -335,10 +351,41 @@ func (s *sink) offer(off int64, p []byte) bool {
 		s.kill() // slow receiver: it resumes from the cache
 		return false
 	}
-	s.q = append(s.q, sinkItem{off, append([]byte(nil), p...)})
-	s.queued += len(p)
+	s.enqueue(off, p)
 	s.cond.Broadcast()
 	return true
+}
+
+// enqueue queues a copy of p, at off, in chunk-sized buffers from the
+// client's pool: reused memory, which a fresh allocation per message is
+// not (its pages fault in as it is written). s.mu must be held.
+func (s *sink) enqueue(off int64, p []byte) {
+	s.queued += len(p)
+	for len(p) > 0 {
+		pb := s.buffer()
+		n := copy((*pb)[:cap(*pb)], p)
+		s.q = append(s.q, sinkItem{off, (*pb)[:n], pb})
+		p = p[n:]
+		off += int64(n)
+	}
+}
+
+func (s *sink) buffer() *[]byte {
+	if pb, ok := s.pool.Get().(*[]byte); ok && cap(*pb) == s.chunk {
+		return pb
+	}
+	b := make([]byte, s.chunk)
+	return &b
+}
+
+// recycle returns the written items' buffers to the pool.
+func (s *sink) recycle(items []sinkItem) {
+	for i, it := range items {
+		if it.pooled != nil {
+			s.pool.Put(it.pooled)
+		}
+		items[i] = sinkItem{}
+	}
 }
 
 // writeInline writes p at off as data frames, from Write's goroutine.
@@ -456,6 +503,8 @@ func (s *sink) run() {
 		_, err := bufs.WriteTo(s.c.c)
 		s.c.wmu.Unlock()
 		s.c.c.SetWriteDeadline(time.Time{}) // inline writes have none
+		clear(bufs)
+		s.recycle(items)
 		s.mu.Lock()
 		s.busy = false
 		if err != nil {

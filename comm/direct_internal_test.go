@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func tcpPair(t *testing.T) (*conn, net.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rc.Close(); wc.Close() })
-	return newConn(wc, 8<<20), rc
+	return newConn(wc, 8<<20, 0), rc
 }
 
 func bytesOf(seed byte, n int) []byte {
@@ -92,7 +93,7 @@ func sinkState(s *sink) (inline int64, queued int, busy bool) {
 func TestSinkInlineWithinWindow(t *testing.T) {
 	wc, rc := tcpPair(t)
 	const window = 64 << 10
-	s := newSink(wc, 7, "sp", 1, 1<<20, window, 16<<10, 0)
+	s := newSink(wc, 7, "sp", 1, 1<<20, window, 16<<10, new(sync.Pool), 0)
 	s.start(nil)
 	t.Cleanup(func() { s.abort(); s.wait() })
 	r := wire.NewReader(rc, 8<<20)
@@ -138,7 +139,7 @@ func TestSinkInlineWithinWindow(t *testing.T) {
 // writer wait; once its queue passes the limit it is dropped.
 func TestSinkDropsStalledReader(t *testing.T) {
 	wc, _ := tcpPair(t)
-	s := newSink(wc, 1, "sp", 1, 1<<20, 64<<10, 64<<10, 0)
+	s := newSink(wc, 1, "sp", 1, 1<<20, 64<<10, 64<<10, new(sync.Pool), 0)
 	s.start(nil)
 	t.Cleanup(func() { s.abort(); s.wait() })
 	done := make(chan int64, 1)

@@ -59,7 +59,7 @@ type Reader struct {
 }
 
 func newReader(ctx context.Context, s *Space, name string, anyInst bool, o attachOpts) (*Reader, error) {
-	c, err := dialConn(ctx, s.c.cfg.Dialer, s.addr, s.c.cfg.MaxPayload)
+	c, err := s.c.dial(ctx, s.addr)
 	if err != nil {
 		return nil, fmt.Errorf("comm: attach %q: %w", name, err)
 	}
@@ -297,7 +297,7 @@ func (r *Reader) endOfStream(m proto.EOF) error {
 // without a direct path, a cache stream that follows the writer.
 func (r *Reader) open(ctx context.Context) error {
 	if r.cc == nil {
-		c, err := dialConn(ctx, r.s.c.cfg.Dialer, r.s.addr, r.s.c.cfg.MaxPayload)
+		c, err := r.s.c.dial(ctx, r.s.addr)
 		if err != nil {
 			return fmt.Errorf("comm: reconnect: %w", err)
 		}
@@ -351,7 +351,7 @@ func (r *Reader) subscribe(ctx context.Context) bool {
 	}
 	for {
 		if r.dc == nil {
-			c, err := dialConn(ctx, r.s.c.cfg.Dialer, r.directAddr, r.s.c.cfg.MaxPayload)
+			c, err := r.s.c.dial(ctx, r.directAddr)
 			if err != nil {
 				r.tries = maxSubscribeTries // writer unreachable: use the cache
 				return false

@@ -181,7 +181,7 @@ func (s *Space) withCtl(ctx context.Context, f func(*conn) error) error {
 		return ErrClosed
 	}
 	if s.ctl == nil {
-		c, err := dialConn(ctx, s.c.cfg.Dialer, s.addr, s.c.cfg.MaxPayload)
+		c, err := s.c.dial(ctx, s.addr)
 		if err != nil {
 			return err
 		}

@@ -38,7 +38,7 @@ type Writer struct {
 }
 
 func newWriter(ctx context.Context, s *Space, name string, o createOpts) (*Writer, error) {
-	c, err := dialConn(ctx, s.c.cfg.Dialer, s.addr, s.c.cfg.MaxPayload)
+	c, err := s.c.dial(ctx, s.addr)
 	if err != nil {
 		return nil, fmt.Errorf("comm: create %q: %w", name, err)
 	}
@@ -173,7 +173,7 @@ func (w *Writer) subscribe(c *conn, req uint32, off int64, window int) (*sink, e
 		backlog = b
 	}
 	cfg := w.s.c.cfg
-	s := newSink(c, req, w.s.name, w.info.Instance, cfg.SinkQueue, window, cfg.ChunkSize, off)
+	s := newSink(c, req, w.s.name, w.info.Instance, cfg.SinkQueue, window, cfg.ChunkSize, &w.s.c.blocks, off)
 	s.start(backlog)
 	w.sinks = append(w.sinks, s)
 	w.cs.setLazy(true)

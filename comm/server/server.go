@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pispace/pispace/comm/cache"
+	"github.com/pispace/pispace/comm/internal/local"
 )
 
 // ErrServerClosed is returned by [Server.Serve] after [Server.Close].
@@ -35,6 +36,11 @@ type Config struct {
 	Tick time.Duration
 	// Logger receives connection-level events. Nil means no logging.
 	Logger *slog.Logger
+	// Local says whether the server also listens on a same-host Unix
+	// socket, which it tells clients about in its answer to their hello
+	// (see package comm/internal/local): "" means yes where the host can
+	// be identified, "off" no.
+	Local string
 }
 
 func (c Config) withDefaults() Config {
@@ -59,6 +65,7 @@ type Server struct {
 	cfg   Config
 	store *cache.Store
 	drv   *driver
+	local string // the same-host endpoint, "" without one
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -92,6 +99,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.drv = newDriver(s)
 	s.goFunc(s.drv.run)
+	if cfg.Local != "off" {
+		if l, ep, err := local.Listen("server"); err == nil { // best effort: TCP serves everyone
+			s.local = ep
+			s.goFunc(func() { s.Serve(l) })
+		}
+	}
 	return s, nil
 }
 

@@ -121,7 +121,7 @@ func (ss *session) handshake(r *wire.Reader) error {
 		ss.conn.Write(proto.AppendMsg(nil, proto.TError, f.Req, &proto.Error{Code: proto.CodeProtocol, Msg: err.Error()}))
 		return err
 	}
-	_, err = ss.conn.Write(proto.AppendMsg(nil, proto.TOK, f.Req, nil))
+	_, err = ss.conn.Write(proto.AppendMsg(nil, proto.TOK, f.Req, &proto.Welcome{Local: ss.s.local}))
 	return err
 }
 

@@ -68,6 +68,16 @@ type Hello struct {
 func (m *Hello) Encode(e *wire.Enc) { e.String(m.Magic); e.U64(m.Version); e.String(m.Peer) }
 func (m *Hello) Decode(d *wire.Dec) { m.Magic = d.String(); m.Version = d.U64(); m.Peer = d.String() }
 
+// Welcome is the payload of the OK answering a Hello: the server's
+// same-host endpoint ("unix:HOST:@NAME"), empty when it has none. Clients
+// on HOST connect there instead of over TCP.
+type Welcome struct {
+	Local string
+}
+
+func (m *Welcome) Encode(e *wire.Enc) { e.String(m.Local) }
+func (m *Welcome) Decode(d *wire.Dec) { m.Local = d.String() }
+
 // Error reports a failed request. At carries an offset where the code
 // has one to tell (CodeOutOfWindow: the writer's position).
 type Error struct {
