@@ -30,7 +30,8 @@ var pingpongSizes = []int{100, 1000, 5000, 10000, 50000, 100000, 1 << 20}
 
 type pp struct {
 	ctrl   *bufio.ReadWriter
-	data   net.Conn
+	data   net.Conn // raw TCP, the baseline
+	udata  net.Conn // raw Unix socket: what comm uses between processes of one host
 	client *comm.Client
 	space  *comm.Space // the space of the case being run
 	buf    []byte
@@ -74,11 +75,15 @@ func runPingpong(ctx context.Context, quick bool) error {
 
 // throughput measures one message size in the three cases, interleaved.
 func (p *pp) throughput(ctx context.Context, size, msgs, rounds, runs int) error {
-	var tcp, direct, tcpOne, cached samples
+	var tcp, unix, direct, tcpOne, cached samples
 	bytesPP := float64(2 * size * msgs * rounds)
 	bytesOne := float64(size * msgs)
 	for i := -1; i < runs; i++ { // run -1 is the warm-up
-		t1, err := p.tcpPingpong(size, msgs*rounds)
+		t1, err := p.rawPingpong("tcp", size, msgs*rounds)
+		if err != nil {
+			return err
+		}
+		t5, err := p.rawPingpong("unix", size, msgs*rounds)
 		if err != nil {
 			return err
 		}
@@ -96,6 +101,7 @@ func (p *pp) throughput(ctx context.Context, size, msgs, rounds, runs int) error
 		}
 		if i >= 0 {
 			tcp = append(tcp, bytesPP/t1.Seconds()/1e6)
+			unix = append(unix, bytesPP/t5.Seconds()/1e6)
 			direct = append(direct, bytesPP/t2.Seconds()/1e6)
 			tcpOne = append(tcpOne, bytesOne/t3.Seconds()/1e6)
 			cached = append(cached, bytesOne/t4.Seconds()/1e6)
@@ -103,16 +109,22 @@ func (p *pp) throughput(ctx context.Context, size, msgs, rounds, runs int) error
 	}
 	param := map[string]any{"size": size, "count": msgs}
 	emit(result{Bench: "pingpong", Case: "tcp", Param: param, Metric: "MB/s", Better: "higher"}, tcp, "", nil)
+	emit(result{Bench: "pingpong", Case: "unix", Param: param, Metric: "MB/s", Better: "higher"}, unix, "", nil)
 	emit(result{Bench: "pingpong", Case: "direct", Param: param, Metric: "MB/s", Better: "higher"}, direct, "tcp", tcp)
+	emit(result{Bench: "pingpong", Case: "direct-vs-unix", Param: param, Metric: "MB/s", Better: "higher"}, direct, "unix", unix)
 	emit(result{Bench: "pingpong", Case: "cache", Param: param, Metric: "MB/s", Better: "higher"}, cached, "tcp-oneway", tcpOne)
 	return nil
 }
 
 // latency measures the round trip of an 8-byte message.
 func (p *pp) latency(ctx context.Context, iters, runs int) error {
-	var tcp, direct samples
+	var tcp, unix, direct samples
 	for i := -1; i < runs; i++ {
-		t1, err := p.tcpPingpong(8, iters)
+		t1, err := p.rawPingpong("tcp", 8, iters)
+		if err != nil {
+			return err
+		}
+		t3, err := p.rawPingpong("unix", 8, iters)
 		if err != nil {
 			return err
 		}
@@ -122,12 +134,15 @@ func (p *pp) latency(ctx context.Context, iters, runs int) error {
 		}
 		if i >= 0 {
 			tcp = append(tcp, float64(t1.Microseconds())/float64(iters))
+			unix = append(unix, float64(t3.Microseconds())/float64(iters))
 			direct = append(direct, float64(t2.Microseconds())/float64(iters))
 		}
 	}
 	param := map[string]any{"size": 8, "count": iters}
 	emit(result{Bench: "pingpong", Case: "tcp-rtt", Param: param, Metric: "us", Better: "lower"}, tcp, "", nil)
+	emit(result{Bench: "pingpong", Case: "unix-rtt", Param: param, Metric: "us", Better: "lower"}, unix, "", nil)
 	emit(result{Bench: "pingpong", Case: "rtt", Param: param, Metric: "us", Better: "lower"}, direct, "tcp", tcp)
+	emit(result{Bench: "pingpong", Case: "rtt-vs-unix", Param: param, Metric: "us", Better: "lower"}, direct, "unix", unix)
 	return nil
 }
 
@@ -149,22 +164,32 @@ func (p *pp) awaitOK() error {
 	return nil
 }
 
-func (p *pp) tcpPingpong(size, n int) (time.Duration, error) {
-	if err := p.command("tcp %d %d", size, n); err != nil {
+// rawPingpong bounces n messages over the raw connection of the network
+// ("tcp" or "unix").
+func (p *pp) rawPingpong(network string, size, n int) (time.Duration, error) {
+	if err := p.command("%s %d %d", network, size, n); err != nil {
 		return 0, err
 	}
+	data := p.raw(network)
 	buf := p.buf[:size]
 	start := time.Now()
 	for range n {
-		if _, err := p.data.Write(buf); err != nil {
+		if _, err := data.Write(buf); err != nil {
 			return 0, err
 		}
-		if _, err := io.ReadFull(p.data, buf); err != nil {
+		if _, err := io.ReadFull(data, buf); err != nil {
 			return 0, err
 		}
 	}
 	d := time.Since(start)
 	return d, p.awaitOK()
+}
+
+func (p *pp) raw(network string) net.Conn {
+	if network == "unix" {
+		return p.udata
+	}
+	return p.data
 }
 
 func (p *pp) chanPingpong(ctx context.Context, size, msgs, rounds int) (time.Duration, error) {
@@ -270,9 +295,6 @@ func (p *pp) tcpOneway(size, msgs int) (time.Duration, error) {
 // cacheOneway writes msgs messages to a channel and closes it; only then
 // does the peer attach and read it all from the cache. The time is the
 // reader's: from the command to its last byte.
-// cacheOneway writes msgs messages to a channel and closes it; only then
-// does the peer attach and read it all from the cache. The time is the
-// reader's: from the command to its last byte.
 func (p *pp) cacheOneway(ctx context.Context, size, msgs int) (time.Duration, error) {
 	p.seq++
 	name := fmt.Sprintf("cache%d", p.seq)
@@ -308,20 +330,26 @@ func startPeer(ctx context.Context, serverAddr string) (*pp, func(), error) {
 		return nil, nil, err
 	}
 	defer cl.Close()
+	ul, err := net.Listen("unix", "@pispace-bench-"+strconv.Itoa(os.Getpid()))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ul.Close()
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, nil, err
 	}
-	cmd := exec.CommandContext(ctx, exe, peerCommand, cl.Addr().String(), serverAddr)
+	cmd := exec.CommandContext(ctx, exe, peerCommand, cl.Addr().String(), serverAddr, ul.Addr().String())
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}
 	ctrl, err1 := cl.Accept()
 	data, err2 := cl.Accept()
-	if err1 != nil || err2 != nil {
+	udata, err3 := ul.Accept()
+	if err1 != nil || err2 != nil || err3 != nil {
 		cmd.Process.Kill()
-		return nil, nil, fmt.Errorf("peer did not connect: %v %v", err1, err2)
+		return nil, nil, fmt.Errorf("peer did not connect: %v %v %v", err1, err2, err3)
 	}
 	data.(*net.TCPConn).SetNoDelay(true)
 	c, err := comm.New(comm.Config{Servers: []string{serverAddr}})
@@ -329,7 +357,7 @@ func startPeer(ctx context.Context, serverAddr string) (*pp, func(), error) {
 		cmd.Process.Kill()
 		return nil, nil, err
 	}
-	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, client: c,
+	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, udata: udata, client: c,
 		buf: make([]byte, 1<<20)}
 	cleanup := func() {
 		p.command("quit")
@@ -346,6 +374,7 @@ func startPeer(ctx context.Context, serverAddr string) (*pp, func(), error) {
 		}
 		ctrl.Close()
 		data.Close()
+		udata.Close()
 		c.Close()
 	}
 	return p, cleanup, nil
@@ -354,8 +383,8 @@ func startPeer(ctx context.Context, serverAddr string) (*pp, func(), error) {
 // peerMain is the other side: it connects back, then runs the commands it
 // is sent.
 func peerMain(args []string) int {
-	if len(args) != 2 {
-		fmt.Fprintln(os.Stderr, "peer: want CTRL-ADDR SERVER-ADDR")
+	if len(args) != 3 {
+		fmt.Fprintln(os.Stderr, "peer: want CTRL-ADDR SERVER-ADDR UNIX-ADDR")
 		return 2
 	}
 	ctx := context.Background()
@@ -369,13 +398,18 @@ func peerMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "peer:", err)
 		return 1
 	}
+	udata, err := net.Dial("unix", args[2])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peer:", err)
+		return 1
+	}
 	c, err := comm.New(comm.Config{Servers: []string{args[1]}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "peer:", err)
 		return 1
 	}
 	defer c.Close()
-	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, client: c,
+	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, udata: udata, client: c,
 		buf: make([]byte, 1<<20)}
 	for {
 		line, err := p.ctrl.ReadString('\n')
@@ -398,13 +432,14 @@ func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 func (p *pp) peerCase(ctx context.Context, f []string) error {
 	switch f[0] {
-	case "tcp":
+	case "tcp", "unix":
+		data := p.raw(f[0])
 		buf := p.buf[:atoi(f[1])]
 		for range atoi(f[2]) {
-			if _, err := io.ReadFull(p.data, buf); err != nil {
+			if _, err := io.ReadFull(data, buf); err != nil {
 				return err
 			}
-			if _, err := p.data.Write(buf); err != nil {
+			if _, err := data.Write(buf); err != nil {
 				return err
 			}
 		}

@@ -96,19 +96,50 @@ func newConn(nc net.Conn, max int, spin time.Duration) *conn {
 // falling back to the ordinary read, which parks the goroutine until the
 // socket is readable. Parking and waking through the runtime's poller
 // costs tens of microseconds on a round trip; a peer that answers within
-// the budget is read at once. Errors, end of stream and deadlines are
-// left to the ordinary read, so they surface exactly as from net.Conn.
+// the budget is read at once. Spinning only pays while the peer runs on
+// another core: on an oversubscribed machine the spinner takes the core
+// the peer needs. So spinning backs off like an adaptive mutex: after a
+// spin that found nothing, the next reads park at once, twice as many
+// after each further miss (up to maxSpinSkip), and one hit resets it.
+// Errors, end of stream and deadlines are left to the ordinary read, so
+// they surface exactly as from net.Conn.
 type spinReader struct {
 	nc     net.Conn
 	rc     syscall.RawConn
 	budget time.Duration
+	misses int // spins in a row that found nothing
+	skip   int // reads left that do not spin
 }
+
+// maxSpinSkip bounds how many reads in a row park without spinning.
+const maxSpinSkip = 256
 
 func (s *spinReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n := 0
+	if s.skip > 0 {
+		s.skip--
+		return s.nc.Read(p)
+	}
+	n, missed := s.spin(p)
+	if missed {
+		s.misses++
+		s.skip = min(1<<min(s.misses-1, 30), maxSpinSkip)
+	} else if n > 0 {
+		s.misses = 0
+	}
+	if n > 0 {
+		return n, nil
+	}
+	return s.nc.Read(p)
+}
+
+// spin polls the socket until it reads something (n > 0), the budget is
+// spent, or the read fails or ends (left to the ordinary read). missed
+// reports a spin that lasted past the budget: one that found nothing, or
+// that found bytes only after the process lost its core meanwhile.
+func (s *spinReader) spin(p []byte) (n int, missed bool) {
 	var until time.Time
 	s.rc.Read(func(fd uintptr) bool {
 		for {
@@ -116,24 +147,23 @@ func (s *spinReader) Read(p []byte) (int, error) {
 			switch {
 			case m > 0:
 				n = m
+				missed = !until.IsZero() && time.Now().After(until)
 				return true
 			case err == syscall.EINTR:
 				continue
 			case err != syscall.EAGAIN:
-				return true // end of stream or an error: the ordinary read reports it
+				return true // end of stream or an error
 			}
 			now := time.Now()
 			if until.IsZero() {
 				until = now.Add(s.budget)
 			} else if now.After(until) {
+				missed = true
 				return true
 			}
 		}
 	})
-	if n > 0 {
-		return n, nil
-	}
-	return s.nc.Read(p)
+	return n, missed
 }
 
 // dataHeader reads, when the next frame is a data frame of request req, its
