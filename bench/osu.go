@@ -26,8 +26,15 @@ import (
 //go:embed osu/osu.c
 var osuSource []byte
 
-// osuBaseline names the baseline in the JSON output.
-const osuBaseline = "openmpi-tcp"
+// osuBaseline names the baseline in the JSON output; osuSM is the second
+// reference, Open MPI with its shared-memory transport (vader), which is
+// what Open MPI uses between processes of one host by default. pispace
+// uses Unix sockets there (see docs/ARCHITECTURE.md), so each case is
+// also reported against it, as "KIND-vs-sm".
+const (
+	osuBaseline = "openmpi-tcp"
+	osuSM       = "openmpi-sm"
+)
 
 // osuCase is one measurement: KIND:PARAM:ITERS:WARMUP on both sides.
 type osuCase struct {
@@ -76,7 +83,8 @@ type osuBench struct {
 	dir   string
 	pirun string   // the pirun binary
 	rank  string   // the osurank binary
-	mpi   []string // mpirun prefix up to -n, nil without Open MPI
+	mpi   []string // mpirun prefix up to -n over TCP, nil without Open MPI
+	mpiSM []string // the same over shared memory
 	osu   string   // the compiled C program
 }
 
@@ -123,6 +131,10 @@ func (b *osuBench) build(ctx context.Context) error {
 	}
 	b.pirun, b.rank = pirun, rank
 	b.mpi, b.osu = b.buildMPI(ctx)
+	if b.mpi != nil {
+		b.mpiSM = slices.Clone(b.mpi)
+		b.mpiSM[slices.Index(b.mpiSM, "tcp,self")] = "vader,self"
+	}
 	return nil
 }
 
@@ -168,7 +180,7 @@ func (b *osuBench) group(ctx context.Context, g osuGroup, first, runs int) error
 	for i, c := range g.cases {
 		args[i] = c.arg()
 	}
-	pi, mpi := map[string]samples{}, map[string]samples{}
+	pi, mpi, sm := map[string]samples{}, map[string]samples{}, map[string]samples{}
 	for r := first; r < runs; r++ {
 		if err := b.launch(ctx, "pirun", b.pispaceCmd(g.ranks, args), g.cases, pi, r >= 0); err != nil {
 			return err
@@ -176,19 +188,33 @@ func (b *osuBench) group(ctx context.Context, g osuGroup, first, runs int) error
 		if b.mpi == nil {
 			continue
 		}
-		err := b.launch(ctx, "mpirun", b.mpiCmd(g.ranks, args), g.cases, mpi, r >= 0)
+		err := b.launch(ctx, "mpirun", b.mpiCmd(b.mpi, g.ranks, args), g.cases, mpi, r >= 0)
 		if err != nil && r == first {
 			// Open MPI that cannot run here at all is a missing baseline.
 			fmt.Fprintf(os.Stderr, "bench osu: mpirun does not run, no baseline: %v\n", firstLine(err))
-			b.mpi = nil
+			b.mpi, b.mpiSM = nil, nil
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		if b.mpiSM == nil {
+			continue
+		}
+		if err := b.launch(ctx, "mpirun (shared memory)", b.mpiCmd(b.mpiSM, g.ranks, args), g.cases, sm, r >= 0); err != nil {
+			fmt.Fprintf(os.Stderr, "bench osu: Open MPI over shared memory does not run, no such reference: %v\n", firstLine(err))
+			b.mpiSM = nil
+		}
 	}
 	for _, c := range g.cases {
 		emit(c.result(g.ranks), pi[c.key()], osuBaselineName(b.mpi), mpi[c.key()])
+	}
+	if b.mpiSM != nil {
+		for _, c := range g.cases {
+			r := c.result(g.ranks)
+			r.Case += "-vs-sm"
+			emit(r, pi[c.key()], osuSM, sm[c.key()])
+		}
 	}
 	return nil
 }
@@ -204,8 +230,8 @@ func (b *osuBench) pispaceCmd(n int, args []string) []string {
 	return append([]string{b.pirun, "-n", strconv.Itoa(n), b.rank}, args...)
 }
 
-func (b *osuBench) mpiCmd(n int, args []string) []string {
-	return append(append(slices.Clone(b.mpi), "-n", strconv.Itoa(n), b.osu), args...)
+func (b *osuBench) mpiCmd(prefix []string, n int, args []string) []string {
+	return append(append(slices.Clone(prefix), "-n", strconv.Itoa(n), b.osu), args...)
 }
 
 // launch runs argv, checks that it measured every case and, when count is

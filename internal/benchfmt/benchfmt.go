@@ -81,7 +81,7 @@ func Write(jsonOut, human io.Writer, r Result) error {
 		params = append(params, fmt.Sprintf("%s=%v", k, v))
 	}
 	slices.Sort(params)
-	row := fmt.Sprintf("%-10s %-12s %-22s %12.4g %-5s [%.4g .. %.4g] runs %d", r.Bench, r.Case,
+	row := fmt.Sprintf("%-10s %-15s %-22s %12.4g %-5s [%.4g .. %.4g] runs %d", r.Bench, r.Case,
 		strings.Join(params, ","), r.Value, r.Metric, r.Min, r.Max, r.Runs)
 	if r.Baseline != "" {
 		row += fmt.Sprintf("  %s %.4g  ratio %.2f", r.Baseline, r.BaselineValue, r.Ratio)
