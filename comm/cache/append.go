@@ -13,9 +13,11 @@ import (
 const minTail = 4 << 10
 
 // sealEvent is a segment that became immutable, reported to OnSeal once
-// the writer holds no lock.
+// the writer holds no lock. When OnSeal is set, buf holds the segment's
+// buffer pinned until OnSeal returns.
 type sealEvent struct {
 	seg  *segment
+	buf  *buffer
 	data []byte
 }
 
@@ -103,13 +105,14 @@ func (s *Store) compare(st *stream, off int64, p []byte) (int, error) {
 	end := min(off+int64(len(p)), st.length, start+size)
 	var stored []byte
 	if st.tail != nil && int(i) == len(st.segs)-1 {
-		stored = st.tail
+		stored = st.tail // wmu held: the tail stays ours
 	} else {
-		b, _, err := s.data(st.segs[i]) // Append spills after the step
+		b, data, _, err := s.data(st.segs[i]) // Append spills after the step
 		if err != nil {
 			return 0, err
 		}
-		stored = b
+		defer s.unpin(b)
+		stored = data
 	}
 	n := int(end - off)
 	if !bytes.Equal(stored[off-start:end-start], p[:n]) {
@@ -123,7 +126,7 @@ func (s *Store) compare(st *stream, off int64, p []byte) (int, error) {
 // be held.
 func (s *Store) appendTail(st *stream, p []byte) (int, sealEvent, error) {
 	size := s.cfg.SegmentSize
-	buf := st.tail
+	buf, tb := st.tail, st.tailBuf
 	fresh := buf == nil
 	l := len(buf)
 	n := min(len(p), size-l)
@@ -136,7 +139,7 @@ func (s *Store) appendTail(st *stream, p []byte) (int, sealEvent, error) {
 		if err != nil {
 			return 0, sealEvent{}, err
 		}
-		buf = nb
+		tb, buf = nb, nb.b[:l] // a replaced smaller buffer is never recycled: readers may still copy from it
 	}
 	buf = buf[:l+n]
 	copy(buf[l:], p[:n]) // beyond the published length: no reader looks here
@@ -153,15 +156,15 @@ func (s *Store) appendTail(st *stream, p []byte) (int, sealEvent, error) {
 	}
 	var ev sealEvent
 	if len(buf) == size {
-		ev = sealEvent{seg, freeze(seg, buf, st.tailCRC)}
-		buf = nil
+		ev = s.freezeEvent(seg, tb, buf, st.tailCRC)
+		buf, tb = nil, nil
 	}
 	st.mu.Lock()
 	if fresh {
 		st.segs = append(st.segs, seg)
 	}
 	st.length += int64(n)
-	st.tail = buf
+	st.tail, st.tailBuf = buf, tb
 	st.wakeLocked()
 	st.mu.Unlock()
 	if ev.seg != nil {
@@ -170,9 +173,22 @@ func (s *Store) appendTail(st *stream, p []byte) (int, sealEvent, error) {
 	return n, ev, nil
 }
 
-// grow returns a copy of buf with room for need bytes, counting the extra
-// capacity in memBytes. A memory-only store refuses to pass its bound.
-func (s *Store) grow(buf []byte, need int) ([]byte, error) {
+// freezeEvent freezes seg (see freeze) and returns its seal event, the
+// buffer pinned for OnSeal if there is one.
+func (s *Store) freezeEvent(seg *segment, tb *buffer, buf []byte, crc uint32) sealEvent {
+	pin := s.cfg.OnSeal != nil
+	ev := sealEvent{seg: seg, data: freeze(seg, tb, buf, crc, pin)}
+	if pin {
+		ev.buf = tb
+	}
+	return ev
+}
+
+// grow returns a new buffer holding a copy of buf with room for need
+// bytes, counting the extra capacity in memBytes. A whole segment buffer
+// comes from the free list if it can. A memory-only store refuses to pass
+// its bound.
+func (s *Store) grow(buf []byte, need int) (*buffer, error) {
 	c := max(2*cap(buf), minTail)
 	for c < need {
 		c *= 2
@@ -183,16 +199,26 @@ func (s *Store) grow(buf []byte, need int) ([]byte, error) {
 		s.memBytes.Add(-delta)
 		return nil, fmt.Errorf("%w: %d bytes in memory, bound %d", ErrFull, m-delta, s.cfg.MemoryBytes)
 	}
-	nb := make([]byte, len(buf), c)
+	var nb []byte
+	if c == s.cfg.SegmentSize {
+		nb = s.takeFree()
+	}
+	if nb == nil {
+		nb = make([]byte, c)
+	}
 	copy(nb, buf)
-	return nb, nil
+	s.trimFree()
+	return &buffer{b: nb}, nil
 }
 
-// fire calls OnSeal for ev, if any. No lock may be held.
+// fire calls OnSeal for ev, if any, and unpins its buffer. No lock may be
+// held.
 func (s *Store) fire(k Key, ev sealEvent) {
-	if ev.seg != nil && s.cfg.OnSeal != nil {
-		s.cfg.OnSeal(k, ev.seg.index, ev.data, ev.seg.crc)
+	if ev.buf == nil {
+		return
 	}
+	defer s.unpin(ev.buf)
+	s.cfg.OnSeal(k, ev.seg.index, ev.data, ev.seg.crc)
 }
 
 // Seal marks k's stream complete at length, which must be its current
@@ -234,12 +260,11 @@ func (s *Store) seal(st *stream, length int64) (sealEvent, error) {
 	}
 	var ev sealEvent
 	if st.tail != nil {
-		seg := st.segs[len(st.segs)-1]
-		ev = sealEvent{seg, freeze(seg, st.tail, st.tailCRC)}
+		ev = s.freezeEvent(st.segs[len(st.segs)-1], st.tailBuf, st.tail, st.tailCRC)
 	}
 	st.mu.Lock()
 	st.sealed = true
-	st.tail = nil
+	st.tail, st.tailBuf = nil, nil
 	st.wakeLocked()
 	st.mu.Unlock()
 	if ev.seg != nil {

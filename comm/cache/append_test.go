@@ -164,8 +164,13 @@ func TestConfigValidate(t *testing.T) {
 		want    cache.Config
 		wantErr bool
 	}{
-		{cache.Config{}, cache.Config{MemoryBytes: cache.DefaultMemoryBytes, SegmentSize: cache.DefaultSegmentSize}, false},
-		{cache.Config{MemoryBytes: 5, SegmentSize: 8192}, cache.Config{MemoryBytes: 5, SegmentSize: 8192}, false},
+		{cache.Config{}, cache.Config{MemoryBytes: cache.DefaultMemoryBytes, SegmentSize: cache.DefaultSegmentSize,
+			RecycleBytes: cache.DefaultMemoryBytes / 4}, false},
+		{cache.Config{MemoryBytes: 5, SegmentSize: 8192}, cache.Config{MemoryBytes: 5, SegmentSize: 8192, RecycleBytes: 1}, false},
+		{cache.Config{MemoryBytes: 4 << 30}, cache.Config{MemoryBytes: 4 << 30, SegmentSize: cache.DefaultSegmentSize,
+			RecycleBytes: cache.MaxRecycleBytes}, false},
+		{cache.Config{RecycleBytes: -1}, cache.Config{MemoryBytes: cache.DefaultMemoryBytes, SegmentSize: cache.DefaultSegmentSize,
+			RecycleBytes: -1}, false},
 		{cache.Config{MemoryBytes: -1}, cache.Config{}, true},
 		{cache.Config{SegmentSize: cache.MinSegmentSize - 1}, cache.Config{}, true},
 		{cache.Config{SegmentSize: -4096}, cache.Config{}, true},
@@ -182,7 +187,8 @@ func TestConfigValidate(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got.MemoryBytes != tt.want.MemoryBytes || got.SegmentSize != tt.want.SegmentSize {
+		if err != nil || got.MemoryBytes != tt.want.MemoryBytes || got.SegmentSize != tt.want.SegmentSize ||
+			got.RecycleBytes != tt.want.RecycleBytes {
 			t.Errorf("%d: Validate(%+v) = %+v, %v; want %+v", i, tt.in, got, err, tt.want)
 		}
 	}

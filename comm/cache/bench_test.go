@@ -140,3 +140,40 @@ func BenchmarkReadAtSpilled(b *testing.B) {
 		off += int64(len(p))
 	}
 }
+
+// BenchmarkAppendStream writes a whole 64 MiB stream in 1 MiB appends and
+// deletes it, over and over: the churn of a server whose clients write a
+// channel, read it and close their space. With recycling ("recycle") the
+// segment buffers of one stream are reused by the next; "fresh" disables
+// it (Config.RecycleBytes < 0), so every segment takes new memory, which
+// the runtime may have returned to the OS and must fault in again.
+func BenchmarkAppendStream(b *testing.B) {
+	for _, mode := range []struct {
+		name    string
+		recycle int64
+	}{{"recycle", 0}, {"fresh", -1}} {
+		b.Run(mode.name, func(b *testing.B) {
+			const total, size = 64 << 20, 1 << 20
+			s := newStore(b, func(c *cache.Config) {
+				c.SegmentSize = 0
+				c.MemoryBytes = 256 << 20
+				c.RecycleBytes = mode.recycle
+			})
+			msg := pattern(1, 0, size)
+			k := cache.Key{Space: "bench", Instance: 0}
+			b.SetBytes(total)
+			b.ReportAllocs()
+			for b.Loop() {
+				for off := int64(0); off < total; off += size {
+					if _, err := s.Append(k, off, msg); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := s.Delete(k); err != nil {
+					b.Fatal(err)
+				}
+				k.Instance++
+			}
+		})
+	}
+}

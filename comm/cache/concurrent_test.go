@@ -1,6 +1,7 @@
 package cache_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -115,11 +116,13 @@ func TestOnSeal(t *testing.T) {
 			if _, _, err := s.Stat(k); err != nil {
 				t.Errorf("Stat from OnSeal: %v", err)
 			}
-			if _, c, err := s.Segment(k, index); err != nil || c != crc {
+			if _, c, release, err := s.Segment(k, index); err != nil || c != crc {
 				t.Errorf("Segment from OnSeal: crc %08x, %v; want %08x", c, err, crc)
+			} else {
+				release()
 			}
 			mu.Lock()
-			calls[k] = append(calls[k], call{index, data, crc})
+			calls[k] = append(calls[k], call{index, bytes.Clone(data), crc}) // data is valid during the call only
 			mu.Unlock()
 		}
 	})

@@ -9,6 +9,7 @@ import (
 const (
 	DefaultMemoryBytes = 256 << 20 // Config.MemoryBytes when zero
 	DefaultSegmentSize = 1 << 20   // Config.SegmentSize when zero
+	MaxRecycleBytes    = 256 << 20 // largest default of Config.RecycleBytes
 	MinSegmentSize     = 4 << 10   // smallest Config.SegmentSize accepted
 	MaxSegmentSize     = 1 << 30   // largest Config.SegmentSize accepted
 )
@@ -30,22 +31,39 @@ type Config struct {
 	// subdirectory it creates there and removes on Close. "" means never
 	// spill: memory only, and MemoryBytes is then a hard cap (ErrFull).
 	Dir string
-	// MemoryBytes bounds the bytes of segment buffers held in memory.
-	// Zero means DefaultMemoryBytes; negative is rejected.
+	// MemoryBytes bounds the bytes of segment buffers held in memory,
+	// those in use (Stats.MemoryBytes) plus the free ones kept for reuse
+	// (Stats.FreeBytes, see RecycleBytes). Zero means DefaultMemoryBytes;
+	// negative is rejected.
 	MemoryBytes int64
 	// SegmentSize is the size of a full segment, the unit of sealing,
 	// checksumming, spilling and (later) erasure coding. Zero means
 	// DefaultSegmentSize; otherwise it must lie in
 	// [MinSegmentSize, MaxSegmentSize].
 	SegmentSize int
+	// RecycleBytes bounds the free segment buffers the store keeps for
+	// reuse. When a segment's bytes leave memory (its stream is deleted,
+	// or it is spilled) and no reader still holds them, its SegmentSize
+	// buffer goes to a free list, and the next segment takes it instead of
+	// fresh memory, which costs page faults and zeroing (copying into a
+	// fresh buffer is an order of magnitude slower than into a reused
+	// one). Free buffers are not counted in Stats.MemoryBytes but in
+	// Stats.FreeBytes, and they are kept only while MemoryBytes plus
+	// FreeBytes stays within Config.MemoryBytes, so the store's memory
+	// still stays within the bound. Zero means min(MemoryBytes/4,
+	// MaxRecycleBytes): enough to hand a deleted stream's buffers to the
+	// next one, while at most a quarter of the budget sits idle. Negative
+	// means no recycling.
+	RecycleBytes int64
 	// OnSeal, if set, is called once per segment when it becomes
 	// immutable: when it fills up, or when Seal closes a stream whose last
 	// segment is partial. It runs synchronously in the goroutine of the
 	// Append or Seal that sealed the segment, with no store lock held, so
 	// it may call the Store (but an Append or Seal on the same key from
 	// inside OnSeal races with the caller's own writes). data holds the
-	// segment's bytes and must not be modified; it stays valid after
-	// OnSeal returns. crc is its CRC-32C ([Checksum]). Segments are
+	// segment's bytes and must not be modified; it is valid only until
+	// OnSeal returns (the buffer may then be recycled): copy what must be
+	// kept. crc is its CRC-32C ([Checksum]). Segments are
 	// reported in index order for each key written by one writer at a
 	// time. A stream sealed at a multiple
 	// of SegmentSize (or empty) has no partial segment and no extra call.
@@ -63,6 +81,9 @@ func (c Config) Validate() (Config, error) {
 	}
 	if c.SegmentSize == 0 {
 		c.SegmentSize = DefaultSegmentSize
+	}
+	if c.RecycleBytes == 0 {
+		c.RecycleBytes = min(c.MemoryBytes/4, MaxRecycleBytes)
 	}
 	if c.SegmentSize < MinSegmentSize || c.SegmentSize > MaxSegmentSize {
 		return c, fmt.Errorf("%w: SegmentSize %d outside [%d, %d]",

@@ -51,6 +51,15 @@
 // memory as a recently used segment. Without Dir nothing is spilled and
 // MemoryBytes is a hard cap: Append fails with [ErrFull].
 //
+// Segment buffers are recycled: when a segment leaves memory (its stream
+// is deleted or it is spilled) its buffer goes to a free list, bounded by
+// Config.RecycleBytes and counted in [Stats].FreeBytes rather than
+// MemoryBytes, and the next segment (or read-back) reuses it rather than
+// fresh memory. A buffer is reused only once no reader can still see it:
+// ReadAt pins what it copies from, [Store.Segment] hands out bytes valid
+// until its release function is called, and OnSeal's bytes are valid
+// during the call.
+//
 // Spill files are a cache of memory, not a durable store: Open never reads
 // old ones, and [Store.Close] removes the private directory with every file
 // in it; it never touches Dir itself or anything else in it. A process that

@@ -37,3 +37,13 @@ func Waiting(s *Store, k Key) bool {
 	defer st.mu.RUnlock()
 	return st.wake != nil
 }
+
+// TailView returns the open tail bytes of k's stream as ReadAt sees them,
+// pinned, and the function that unpins them.
+func TailView(s *Store, k Key) ([]byte, func()) {
+	s.mu.RLock()
+	st := s.spaces[k.Space][k.Instance]
+	s.mu.RUnlock()
+	v := st.view()
+	return v.tail, func() { s.unpin(v.tb) }
+}

@@ -21,19 +21,19 @@ func (s *Store) ReadAt(k Key, p []byte, off int64) (n int, err error) {
 		return 0, fmt.Errorf("cache: read %v at %d: %w", k, off, err)
 	}
 	defer s.ops.Done()
-	st.mu.RLock()
-	length, sealed, deleted := st.length, st.sealed, st.deleted
-	segs, tail := st.segs, st.tail
-	st.mu.RUnlock()
+	v := st.view()
+	if v.tb != nil {
+		defer s.unpin(v.tb)
+	}
 	switch {
-	case deleted:
+	case v.deleted:
 		return 0, fmt.Errorf("cache: read %v at %d: %w", k, off, ErrNotFound)
-	case off < 0 || off > length:
-		return 0, fmt.Errorf("cache: read %v at %d: %w: length %d", k, off, ErrOffset, length)
-	case off == length && sealed:
+	case off < 0 || off > v.length:
+		return 0, fmt.Errorf("cache: read %v at %d: %w: length %d", k, off, ErrOffset, v.length)
+	case off == v.length && v.sealed:
 		return 0, io.EOF
 	}
-	n, loaded, err := s.copyOut(segs, tail, p, off, length)
+	n, loaded, err := s.copyOut(v.segs, v.tail, p, off, v.length)
 	if loaded {
 		s.maybeSpill() // best effort: Append reports spill failures
 	}
@@ -43,25 +43,53 @@ func (s *Store) ReadAt(k Key, p []byte, off int64) (n int, err error) {
 	return n, nil
 }
 
+// view is what a reader sees of a stream at one moment: length, state,
+// segments and the open tail's bytes, if any, with tb, their buffer,
+// pinned. The reader unpins tb when it is done copying.
+type view struct {
+	length          int64
+	sealed, deleted bool
+	segs            []*segment
+	tail            []byte
+	tb              *buffer
+}
+
+// view snapshots st for a reader. The tail's buffer is pinned under st.mu,
+// which excludes its release (destroy takes st.mu; a frozen tail is
+// evicted only once published without it under st.mu), so no check is
+// needed; while the reader copies, the tail may be frozen, evicted and
+// released, and the pin keeps its bytes from reuse.
+func (st *stream) view() view {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	v := view{length: st.length, sealed: st.sealed, deleted: st.deleted,
+		segs: st.segs, tail: st.tail, tb: st.tailBuf}
+	if v.tb != nil {
+		v.tb.state.Add(1)
+	}
+	return v
+}
+
 // copyOut copies the stream bytes [off, length) into p, segment by
 // segment, from a snapshot of the stream: segs, and tail, the open tail
-// segment's bytes (the last of segs) or nil.
+// segment's bytes (the last of segs) or nil, pinned by the caller.
 func (s *Store) copyOut(segs []*segment, tail []byte, p []byte, off, length int64) (n int, loaded bool, err error) {
 	size := int64(s.cfg.SegmentSize)
 	for n < len(p) && off < length {
 		i := off / size
-		var b []byte
 		if tail != nil && int(i) == len(segs)-1 {
-			b = tail
-		} else {
-			var l bool
-			b, l, err = s.data(segs[i])
-			loaded = loaded || l
-			if err != nil {
-				return n, loaded, err
-			}
+			c := copy(p[n:], tail[off-i*size:length-i*size])
+			n += c
+			off += int64(c)
+			continue
 		}
-		c := copy(p[n:], b[off-i*size:])
+		b, data, l, err := s.data(segs[i])
+		loaded = loaded || l
+		if err != nil {
+			return n, loaded, err
+		}
+		c := copy(p[n:], data[off-i*size:min(int64(len(data)), length-i*size)])
+		s.unpin(b)
 		n += c
 		off += int64(c)
 	}
@@ -104,14 +132,22 @@ func (s *Store) Wait(ctx context.Context, k Key, off int64) (length int64, seale
 }
 
 // Segment returns immutable segment index of k's stream: its bytes, which
-// must not be modified, and their CRC-32C. It is how a coder or a repair
-// reads whole segments. A spilled segment is read back first.
+// must not be modified, their CRC-32C, and a release function. It is how a
+// coder or a repair reads whole segments, and how the server sends them
+// without a copy. A spilled segment is read back first.
+//
+// The bytes stay valid, even if the stream is deleted or the segment
+// spilled meanwhile, until release is called; the store may then reuse
+// their buffer for another segment. The caller must call release exactly
+// once when it no longer reads data (on error release is nil). Forgetting
+// to call it is safe, the buffer is then left to the garbage collector
+// instead of being recycled.
 // Errors: ErrNotSealed (the open tail), ErrOffset (no such segment),
 // ErrNotFound, ErrCorrupt, ErrClosed.
-func (s *Store) Segment(k Key, index int) (data []byte, crc uint32, err error) {
+func (s *Store) Segment(k Key, index int) (data []byte, crc uint32, release func(), err error) {
 	st, err := s.acquire(k)
 	if err != nil {
-		return nil, 0, fmt.Errorf("cache: segment %d of %v: %w", index, k, err)
+		return nil, 0, nil, fmt.Errorf("cache: segment %d of %v: %w", index, k, err)
 	}
 	defer s.ops.Done()
 	st.mu.RLock()
@@ -126,15 +162,15 @@ func (s *Store) Segment(k Key, index int) (data []byte, crc uint32, err error) {
 		err = ErrNotSealed
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("cache: segment %d of %v: %w", index, k, err)
+		return nil, 0, nil, fmt.Errorf("cache: segment %d of %v: %w", index, k, err)
 	}
 	seg := segs[index]
-	data, loaded, err := s.data(seg)
+	b, data, loaded, err := s.data(seg)
 	if loaded {
 		s.maybeSpill()
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("cache: segment %d of %v: %w", index, k, err)
+		return nil, 0, nil, fmt.Errorf("cache: segment %d of %v: %w", index, k, err)
 	}
-	return data, seg.crc, nil
+	return data, seg.crc, func() { s.unpin(b) }, nil
 }

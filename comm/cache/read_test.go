@@ -97,27 +97,29 @@ func TestSegment(t *testing.T) {
 	if _, err := s.Append(k, 0, src); err != nil {
 		t.Fatal(err)
 	}
-	data, crc, err := s.Segment(k, 0)
+	data, crc, release, err := s.Segment(k, 0)
 	if err != nil || crc != cache.Checksum(src[:seg]) {
 		t.Fatalf("Segment 0 = crc %08x, %v", crc, err)
 	}
 	mustEqual(t, "segment 0", data, src[:seg])
-	if _, _, err := s.Segment(k, 1); !errors.Is(err, cache.ErrNotSealed) {
+	release()
+	if _, _, _, err := s.Segment(k, 1); !errors.Is(err, cache.ErrNotSealed) {
 		t.Errorf("Segment of the open tail: %v, want ErrNotSealed", err)
 	}
 	for _, i := range []int{2, -1} {
-		if _, _, err := s.Segment(k, i); !errors.Is(err, cache.ErrOffset) {
+		if _, _, _, err := s.Segment(k, i); !errors.Is(err, cache.ErrOffset) {
 			t.Errorf("Segment %d: %v, want ErrOffset", i, err)
 		}
 	}
 	if err := s.Seal(k, seg+100); err != nil {
 		t.Fatal(err)
 	}
-	data, crc, err = s.Segment(k, 1)
+	data, crc, release, err = s.Segment(k, 1)
 	if err != nil || crc != cache.Checksum(src[seg:]) {
 		t.Fatalf("Segment 1 after Seal = crc %08x, %v", crc, err)
 	}
 	mustEqual(t, "segment 1", data, src[seg:])
+	release()
 }
 
 // waitResult is what a Wait call running in a goroutine returned.
@@ -278,7 +280,7 @@ func TestClose(t *testing.T) {
 	_, calls["ReadAt"] = s.ReadAt(k, make([]byte, 1), 0)
 	_, _, calls["Stat"] = s.Stat(k)
 	_, _, calls["Wait"] = s.Wait(context.Background(), k, 0)
-	_, _, calls["Segment"] = s.Segment(k, 0)
+	_, _, _, calls["Segment"] = s.Segment(k, 0)
 	calls["Seal"] = s.Seal(k, 0)
 	calls["Delete"] = s.Delete(k)
 	calls["DeleteSpace"] = s.DeleteSpace("c")

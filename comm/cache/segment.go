@@ -19,7 +19,7 @@ type segment struct {
 	size int
 	crc  uint32
 
-	mem     atomic.Pointer[[]byte] // bytes in memory; nil when evicted
+	mem     atomic.Pointer[buffer] // bytes in memory (the first size of them); nil when evicted
 	lastUse atomic.Int64           // LRU clock of the last access
 
 	// mu guards the transitions between memory and disk.
@@ -29,17 +29,24 @@ type segment struct {
 	dead   bool  // the stream was deleted: no more loads or spills
 }
 
-// freeze makes seg immutable with the bytes buf (len = size) and their
-// CRC-32C, and returns the bytes. The caller publishes seg afterwards
-// under st.mu, then calls makeResident.
-func freeze(seg *segment, buf []byte, crc uint32) []byte {
+// freeze makes seg immutable with the bytes buf (len = size, in tb) and
+// their CRC-32C, and returns the bytes. With pin set the buffer is pinned
+// for the caller (the seal event), which must unpin it. The caller
+// publishes seg afterwards under st.mu, then calls makeResident.
+func freeze(seg *segment, tb *buffer, buf []byte, crc uint32, pin bool) []byte {
 	data := buf[:len(buf):len(buf)]
 	seg.size = len(data)
 	seg.crc = crc
-	seg.cost = int64(cap(buf))
-	seg.mem.Store(&data)
+	seg.cost = int64(len(tb.b))
+	if pin {
+		tb.state.Add(1)
+	}
+	seg.mem.Store(tb)
 	return data
 }
+
+// bytes returns the segment's bytes in b, one of its buffers.
+func (seg *segment) bytes(b *buffer) []byte { return b.b[:seg.size:seg.size] }
 
 // makeResident enters a frozen in-memory segment in the LRU set. The bytes
 // are already counted in memBytes (as the tail's buffer).
@@ -51,49 +58,61 @@ func (s *Store) makeResident(seg *segment) {
 }
 
 // data returns the bytes of the frozen segment seg, reading them back from
-// its spill file if they were evicted. loaded reports a read-back, after
-// which the caller should call maybeSpill once it holds no lock.
-func (s *Store) data(seg *segment) (b []byte, loaded bool, err error) {
-	if p := seg.mem.Load(); p != nil {
+// its spill file if they were evicted, and the buffer holding them, pinned:
+// the caller must unpin it once done with the bytes. loaded reports a
+// read-back, after which the caller should call maybeSpill once it holds
+// no lock.
+func (s *Store) data(seg *segment) (b *buffer, data []byte, loaded bool, err error) {
+	if b := s.pinMem(seg); b != nil {
 		seg.lastUse.Store(s.clock.Add(1))
-		return *p, false, nil
+		return b, seg.bytes(b), false, nil
 	}
 	return s.load(seg)
 }
 
-// load reads seg back from its spill file and keeps it in memory.
-func (s *Store) load(seg *segment) ([]byte, bool, error) {
+// load reads seg back from its spill file, into a free buffer if there is
+// one, and keeps it in memory. It returns the buffer pinned, as data does.
+func (s *Store) load(seg *segment) (*buffer, []byte, bool, error) {
 	seg.mu.Lock()
 	defer seg.mu.Unlock()
-	if p := seg.mem.Load(); p != nil { // another reader loaded it
-		return *p, false, nil
+	if b := s.pinMem(seg); b != nil { // another reader loaded it
+		return b, seg.bytes(b), false, nil
 	}
 	if seg.dead || !seg.onDisk {
-		return nil, false, ErrNotFound
+		return nil, nil, false, ErrNotFound
 	}
-	data, cost, err := readSpill(s.spillPath(seg), seg)
+	var dst []byte
+	if seg.size > s.cfg.SegmentSize/2 { // a small last segment gets its own small buffer
+		dst = s.takeFree()
+	}
+	dst, err := readSpill(s.spillPath(seg), seg, dst)
 	if err != nil {
-		return nil, false, err
+		s.recycle(dst)
+		return nil, nil, false, err
 	}
-	seg.cost = cost
-	seg.mem.Store(&data)
-	s.memBytes.Add(cost)
+	b := &buffer{b: dst}
+	b.state.Store(1) // pinned for the caller
+	seg.cost = int64(len(dst))
+	seg.mem.Store(b)
+	s.memBytes.Add(seg.cost)
+	s.trimFree()
 	s.loads.Add(1)
 	s.makeResident(seg)
-	return data, true, nil
+	return b, seg.bytes(b), true, nil
 }
 
 // evict writes seg to its spill file unless one exists, then drops its
-// bytes from memory. Readers holding the bytes keep a valid copy.
+// bytes from memory. Readers still copying from them have them pinned:
+// the buffer is recycled after the last of them.
 func (s *Store) evict(seg *segment) error {
 	seg.mu.Lock()
 	defer seg.mu.Unlock()
-	p := seg.mem.Load()
-	if p == nil || seg.dead {
+	b := seg.mem.Load() // seg.mu held: nobody else releases it
+	if b == nil || seg.dead {
 		return nil
 	}
 	if !seg.onDisk {
-		if err := writeSpill(s.spillPath(seg), seg, *p); err != nil {
+		if err := writeSpill(s.spillPath(seg), seg, seg.bytes(b)); err != nil {
 			return fmt.Errorf("%w: segment %d of %v: %w", ErrSpill, seg.index, seg.st.key, err)
 		}
 		seg.onDisk = true
@@ -104,16 +123,18 @@ func (s *Store) evict(seg *segment) error {
 	return nil
 }
 
-// forget drops seg's bytes from memory. seg.mu must be held.
+// forget drops seg's bytes from memory and releases their buffer. seg.mu
+// must be held.
 func (s *Store) forget(seg *segment) {
-	if seg.mem.Load() == nil {
+	b := seg.mem.Swap(nil)
+	if b == nil {
 		return
 	}
-	seg.mem.Store(nil)
 	s.lruMu.Lock()
 	delete(s.resident, seg)
 	s.lruMu.Unlock()
 	s.memBytes.Add(-seg.cost)
+	s.release(b)
 }
 
 // drop frees a segment of a deleted stream: memory and spill file. An open

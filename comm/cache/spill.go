@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,23 +92,55 @@ func writeSpill(path string, seg *segment, data []byte) (err error) {
 	return err
 }
 
-// readSpill reads seg's bytes back from path and checks them. It returns
-// the bytes and the memory they occupy.
-func readSpill(path string, seg *segment) ([]byte, int64, error) {
-	buf, err := os.ReadFile(path)
+// readSpill reads seg's bytes back from path into dst (a free buffer of
+// at least seg.size bytes, or nil to allocate one of seg.size) and checks
+// them. It returns the whole buffer (len == cap), or dst on error.
+func readSpill(path string, seg *segment, dst []byte) ([]byte, error) {
+	b, err := readSpillFile(path, seg, dst)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: segment %d of %v: %w", ErrCorrupt, seg.index, seg.st.key, err)
+		return dst, fmt.Errorf("%w: segment %d of %v: %w", ErrCorrupt, seg.index, seg.st.key, err)
 	}
-	want := spillHeader(seg)
-	if len(buf) != len(want)+seg.size || !bytes.Equal(buf[:len(want)], want) {
-		return nil, 0, fmt.Errorf("%w: segment %d of %v: bad header or size", ErrCorrupt, seg.index, seg.st.key)
-	}
-	data := buf[len(want):len(buf):len(buf)]
-	if got := Checksum(data); got != seg.crc {
-		return nil, 0, fmt.Errorf("%w: segment %d of %v: crc32c %08x, want %08x",
+	if got := Checksum(b[:seg.size]); got != seg.crc {
+		return dst, fmt.Errorf("%w: segment %d of %v: crc32c %08x, want %08x",
 			ErrCorrupt, seg.index, seg.st.key, got, seg.crc)
 	}
-	return data, int64(cap(buf)), nil
+	return b, nil
+}
+
+// readSpillFile reads and compares the header of path, then reads the data
+// into dst (or a new buffer).
+func readSpillFile(path string, seg *segment, dst []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	want := spillHeader(seg)
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() != int64(len(want)+seg.size) {
+		return nil, errors.New("bad header or size")
+	}
+	hdr := make([]byte, len(want))
+	if _, err := io.ReadFull(f, hdr); err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(hdr, want) {
+		return nil, errors.New("bad header or size")
+	}
+	if dst == nil {
+		dst = make([]byte, seg.size)
+	}
+	dst = dst[:cap(dst)]
+	if _, err := io.ReadFull(f, dst[:seg.size]); err != nil {
+		return nil, err
+	}
+	if n, _ := f.Read(hdr[:1]); n != 0 { // grew since Stat
+		return nil, errors.New("bad header or size")
+	}
+	return dst, nil
 }
 
 type victim struct {

@@ -109,7 +109,7 @@ func TestSpillCorrupt(t *testing.T) {
 				t.Fatalf("ReadAt over a damaged segment = %d, %v; want %d, ErrCorrupt", n, err, seg)
 			}
 			mustEqual(t, "bytes before the damaged segment", buf[:n], src[:seg])
-			if _, _, err := s.Segment(k, 1); !errors.Is(err, cache.ErrCorrupt) {
+			if _, _, _, err := s.Segment(k, 1); !errors.Is(err, cache.ErrCorrupt) {
 				t.Errorf("Segment: %v, want ErrCorrupt", err)
 			}
 			if _, err := s.Append(k, seg, src[seg:2*seg]); !errors.Is(err, cache.ErrCorrupt) {

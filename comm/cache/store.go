@@ -39,6 +39,12 @@ type Store struct {
 
 	lruMu    sync.Mutex
 	resident map[*segment]struct{} // immutable segments held in memory
+
+	freeMu     sync.Mutex
+	freeList   [][]byte // free SegmentSize buffers, last freed on top
+	freeClosed bool     // set by Close: keep nothing more
+	freeBytes  atomic.Int64
+	recycled   atomic.Int64
 }
 
 // stream is one key's payload. Lock order: wmu, then mu (see LOCKS.md).
@@ -59,6 +65,7 @@ type stream struct {
 	deleted bool
 	segs    []*segment    // never modified in place, only appended to
 	tail    []byte        // open tail segment's bytes (cap allocated); nil if none
+	tailBuf *buffer       // the buffer holding tail; nil if none
 	wake    chan struct{} // closed on every change, created by Wait
 }
 
@@ -72,7 +79,9 @@ func (st *stream) wakeLocked() {
 
 // Stats is a snapshot of a Store's counters.
 type Stats struct {
-	MemoryBytes  int64 // bytes of segment buffers in memory (allocated capacity)
+	MemoryBytes  int64 // bytes of segment buffers in use (allocated capacity)
+	FreeBytes    int64 // bytes of free segment buffers kept for reuse (Config.RecycleBytes)
+	Recycled     int64 // segment buffers taken from the free list so far
 	SpilledBytes int64 // payload bytes in spill files
 	Streams      int   // streams (keys) held
 	Segments     int64 // segments held, open tails included
@@ -231,12 +240,15 @@ func (s *Store) destroy(st *stream) error {
 	st.wmu.Lock()
 	st.mu.Lock()
 	st.deleted = true
-	segs, tail := st.segs, st.tail
-	st.segs, st.tail = nil, nil
+	segs, tail, tb := st.segs, st.tail, st.tailBuf
+	st.segs, st.tail, st.tailBuf = nil, nil, nil
 	st.wakeLocked()
 	st.mu.Unlock()
 	st.wmu.Unlock()
-	s.memBytes.Add(-int64(cap(tail)))
+	if tb != nil {
+		s.memBytes.Add(-int64(cap(tail)))
+		s.release(tb)
+	}
 	s.segments.Add(-int64(len(segs)))
 	var errs []error
 	for _, seg := range segs {
@@ -254,6 +266,8 @@ func (s *Store) Stats() Stats {
 	s.mu.RUnlock()
 	return Stats{
 		MemoryBytes:  s.memBytes.Load(),
+		FreeBytes:    s.freeBytes.Load(),
+		Recycled:     s.recycled.Load(),
 		SpilledBytes: s.diskBytes.Load(),
 		Streams:      n,
 		Segments:     s.segments.Load(),
@@ -282,6 +296,7 @@ func (s *Store) Close() error {
 				errs = append(errs, s.destroy(st))
 			}
 		}
+		s.closeFree()
 		if s.runDir != "" {
 			errs = append(errs, os.RemoveAll(s.runDir))
 		}

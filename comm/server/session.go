@@ -27,11 +27,14 @@ const (
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
 // outFrame is one frame queued for the connection's writer: hdr, then body.
-// When pooled is set the body goes back to chunkPool after the write.
+// When pooled is set the body goes back to chunkPool after the write; when
+// release is set (a cache segment's bytes, see segmentData) it is called
+// after the write. finish does both, also for a frame dropped unwritten.
 type outFrame struct {
-	hdr    []byte
-	body   []byte
-	pooled *[]byte
+	hdr     []byte
+	body    []byte
+	pooled  *[]byte
+	release func()
 }
 
 type wakeMsg struct {
@@ -413,9 +416,7 @@ func (ss *session) sendData(ctx context.Context, f outFrame) bool {
 	case <-ctx.Done():
 	case <-ss.stop:
 	}
-	if f.pooled != nil {
-		chunkPool.Put(f.pooled)
-	}
+	f.finish()
 	return false
 }
 
@@ -433,15 +434,15 @@ func (ss *session) kill(why error) {
 // batch in one vectored write under a deadline.
 func (ss *session) writeLoop() {
 	var bufs net.Buffers
-	var pooled []*[]byte
+	var sent []outFrame
 	for {
-		bufs, pooled = ss.takeControl(bufs[:0]), pooled[:0]
+		bufs, sent = ss.takeControl(bufs[:0]), sent[:0]
 		if len(bufs) == 0 {
 			select {
 			case <-ss.ctrlSig:
 				continue
 			case f := <-ss.data:
-				bufs, pooled = appendOut(bufs, pooled, f)
+				bufs, sent = appendOut(bufs, sent, f)
 			case <-ss.stop:
 				ss.flushControl()
 				return
@@ -450,15 +451,15 @@ func (ss *session) writeLoop() {
 		for more := true; more && len(bufs) < 64; {
 			select {
 			case f := <-ss.data:
-				bufs, pooled = appendOut(bufs, pooled, f)
+				bufs, sent = appendOut(bufs, sent, f)
 			default:
 				more = false
 			}
 		}
 		ss.conn.SetWriteDeadline(time.Now().Add(writeDeadline))
 		_, err := bufs.WriteTo(ss.conn)
-		for _, p := range pooled {
-			chunkPool.Put(p)
+		for _, f := range sent {
+			f.finish()
 		}
 		if err != nil {
 			ss.kill(fmt.Errorf("write: %w", err))
@@ -484,22 +485,20 @@ func (ss *session) drain() {
 		case <-ss.ctrlSig:
 			ss.takeControl(nil)
 		case f := <-ss.data:
-			if f.pooled != nil {
-				chunkPool.Put(f.pooled)
-			}
+			f.finish()
 		case <-ss.stop:
 			return
 		}
 	}
 }
 
-func appendOut(bufs net.Buffers, pooled []*[]byte, f outFrame) (net.Buffers, []*[]byte) {
+func appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net.Buffers, []outFrame) {
 	bufs = append(bufs, f.hdr)
 	if len(f.body) > 0 {
 		bufs = append(bufs, f.body)
 	}
-	if f.pooled != nil {
-		pooled = append(pooled, f.pooled)
+	if f.pooled != nil || f.release != nil {
+		sent = append(sent, f)
 	}
-	return bufs, pooled
+	return bufs, sent
 }

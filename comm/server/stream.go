@@ -64,9 +64,9 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 			ss.endStream(ctx, req, proto.TEOF, &proto.EOF{Length: off, Sealed: false})
 			return nil
 		}
-		if body := ss.segmentData(key, off); len(body) > 0 {
+		if body, release := ss.segmentData(key, off); len(body) > 0 {
 			hdr := proto.AppendDataHeader(nil, proto.TData, req, m.Space, m.Instance, off, len(body))
-			if !ss.sendData(ctx, outFrame{hdr: hdr, body: body}) {
+			if !ss.sendData(ctx, outFrame{hdr: hdr, body: body, release: release}) {
 				return nil
 			}
 			off += int64(len(body))
@@ -110,20 +110,35 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 
 // segmentData returns the stored bytes from off to the end of off's
 // segment, at most maxDataFrame of them, when that segment is immutable:
-// they are sent as they are, without a copy (the store never reuses a
-// segment's buffer). It returns nil for the open tail or on any error, and
-// the caller then copies with ReadAt.
-func (ss *session) segmentData(key cache.Key, off int64) []byte {
+// they are sent as they are, without a copy. The store keeps them intact
+// (it may otherwise recycle a segment's buffer once the stream is deleted
+// or the segment spilled) until release is called, which the session's
+// write loop does once the frame is written or dropped (outFrame.finish).
+// It returns nil, nil for the open tail or on any error, and the caller
+// then copies with ReadAt.
+func (ss *session) segmentData(key cache.Key, off int64) (body []byte, release func()) {
 	size := int64(ss.s.store.Config().SegmentSize)
-	seg, _, err := ss.s.store.Segment(key, int(off/size))
+	seg, _, release, err := ss.s.store.Segment(key, int(off/size))
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	at := int(off % size)
 	if at >= len(seg) {
-		return nil
+		release()
+		return nil, nil
 	}
-	return seg[at:min(len(seg), at+min(maxDataFrame, max(chunkSize, ss.s.cfg.MaxPayload-1024)))]
+	return seg[at:min(len(seg), at+min(maxDataFrame, max(chunkSize, ss.s.cfg.MaxPayload-1024)))], release
+}
+
+// finish gives a frame's body back once it is written or dropped: a
+// pooled chunk to chunkPool, a cache segment to the store. Call it once.
+func (f outFrame) finish() {
+	if f.pooled != nil {
+		chunkPool.Put(f.pooled)
+	}
+	if f.release != nil {
+		f.release()
+	}
 }
 
 // waitData parks the stream in the lookup service (reader ahead of writer)

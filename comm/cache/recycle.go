@@ -1,0 +1,134 @@
+package cache
+
+import "sync/atomic"
+
+// buffer is a segment buffer in memory: first an open tail's, then, once
+// the tail is frozen, the same buffer is the segment's. A fresh buffer
+// struct is made for every buffer put to use (a tail's growth, a
+// read-back), so a *buffer never comes back to life once it is freed: only
+// its bytes are reused, under a new struct.
+//
+// Whoever copies from the bytes without holding the lock that excludes
+// their release pins the buffer first and unpins it after the copy (see
+// LOCKS.md). Whoever takes the bytes out of use (forget, destroy) calls
+// release instead of recycling them itself; the bytes go to the free list
+// when the last pin and the release have both happened, exactly once.
+type buffer struct {
+	b     []byte       // the whole buffer: len == cap
+	state atomic.Int64 // pins in the low bits, plus bufReleased and bufFreed
+}
+
+const (
+	bufReleased = 1 << 61 // release was called: the last unpin frees the bytes
+	bufFreed    = 1 << 62 // the bytes were handed to recycle; terminal
+)
+
+// pinMem pins and returns seg's in-memory buffer, or returns nil if seg
+// is not in memory. The pin is taken, then seg.mem is read again: if it
+// still holds the buffer, the release that would take it away has not
+// happened yet (atomics are sequentially consistent), so it will see the
+// pin and leave the freeing to the last unpin.
+func (s *Store) pinMem(seg *segment) *buffer {
+	for {
+		b := seg.mem.Load()
+		if b == nil {
+			return nil
+		}
+		b.state.Add(1)
+		if seg.mem.Load() == b {
+			return b
+		}
+		s.unpin(b) // evicted meanwhile: it may even be this unpin that frees it
+	}
+}
+
+// unpin drops a pin taken on b; the last pin of a released buffer frees
+// its bytes.
+func (s *Store) unpin(b *buffer) {
+	if b.state.Add(-1) == bufReleased {
+		s.freeBuffer(b)
+	}
+}
+
+// release takes b out of use: nothing new may pin it afterwards (its
+// owner made it unreachable first). Its bytes are freed now if no pin is
+// held, else by the last unpin. It is called once per buffer.
+func (s *Store) release(b *buffer) {
+	if b.state.Or(bufReleased) == 0 {
+		s.freeBuffer(b)
+	}
+}
+
+// freeBuffer recycles b's bytes unless someone else already did, or a late
+// pinner (one that will find b gone and unpin at once) got in between; that
+// pinner's unpin then frees it.
+func (s *Store) freeBuffer(b *buffer) {
+	if b.state.CompareAndSwap(bufReleased, bufFreed) {
+		s.recycle(b.b)
+	}
+}
+
+// recycle puts b, a buffer nobody reads any more, on the free list if it is
+// a whole segment buffer and the list has room: at most cfg.RecycleBytes,
+// and only while the buffers in use plus the free ones stay within
+// cfg.MemoryBytes. Anything else is left to the garbage collector.
+func (s *Store) recycle(b []byte) {
+	size := s.cfg.SegmentSize
+	if cap(b) != size {
+		return
+	}
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	if s.freeClosed || int64(len(s.freeList)+1)*int64(size) > s.cfg.RecycleBytes ||
+		s.memBytes.Load()+s.freeBytes.Load()+int64(size) > s.cfg.MemoryBytes {
+		return
+	}
+	s.freeList = append(s.freeList, b[:size])
+	s.freeBytes.Add(int64(size))
+}
+
+// takeFree returns a free segment buffer (len SegmentSize, old contents),
+// or nil if there is none. The caller counts it in memBytes.
+func (s *Store) takeFree() []byte {
+	if s.freeBytes.Load() == 0 {
+		return nil
+	}
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	n := len(s.freeList)
+	if n == 0 {
+		return nil
+	}
+	b := s.freeList[n-1]
+	s.freeList[n-1] = nil
+	s.freeList = s.freeList[:n-1]
+	s.freeBytes.Add(-int64(len(b)))
+	s.recycled.Add(1)
+	return b
+}
+
+// trimFree lets free buffers go while the buffers in use plus the free
+// ones exceed cfg.MemoryBytes: called after memBytes grew.
+func (s *Store) trimFree() {
+	if s.freeBytes.Load() == 0 || s.memBytes.Load()+s.freeBytes.Load() <= s.cfg.MemoryBytes {
+		return
+	}
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	for n := len(s.freeList); n > 0 && s.memBytes.Load()+s.freeBytes.Load() > s.cfg.MemoryBytes; n-- {
+		s.freeBytes.Add(-int64(len(s.freeList[n-1])))
+		s.freeList[n-1] = nil
+		s.freeList = s.freeList[:n-1]
+	}
+}
+
+// closeFree empties the free list for good: buffers freed after Close go
+// to the garbage collector.
+func (s *Store) closeFree() {
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	s.freeClosed = true
+	clear(s.freeList)
+	s.freeList = nil
+	s.freeBytes.Store(0)
+}

@@ -1,0 +1,368 @@
+package cache_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/pispace/pispace/comm/cache"
+)
+
+// appendAll writes src as k's stream (from offset 0) and fails the test on
+// error.
+func appendAll(t testing.TB, s *cache.Store, k cache.Key, src []byte) {
+	t.Helper()
+	if n, err := s.Append(k, 0, src); err != nil || n != int64(len(src)) {
+		t.Fatalf("Append %v = %d, %v", k, n, err)
+	}
+}
+
+func mustDelete(t testing.TB, s *cache.Store, k cache.Key) {
+	t.Helper()
+	if err := s.Delete(k); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantStats fails the test unless s's memory, free and recycled counters
+// are as given.
+func wantStats(t testing.TB, s *cache.Store, what string, mem, free, recycled int64) {
+	t.Helper()
+	st := s.Stats()
+	if st.MemoryBytes != mem || st.FreeBytes != free || st.Recycled != recycled {
+		t.Fatalf("%s: MemoryBytes %d FreeBytes %d Recycled %d; want %d %d %d",
+			what, st.MemoryBytes, st.FreeBytes, st.Recycled, mem, free, recycled)
+	}
+}
+
+func TestRecycleDeletedStream(t *testing.T) {
+	s := newStore(t, func(c *cache.Config) { c.MemoryBytes = 64 * seg }) // RecycleBytes 16 segments
+	k1, k2, k3 := cache.Key{Space: "r", Instance: 1}, cache.Key{Space: "r", Instance: 2}, cache.Key{Space: "r", Instance: 3}
+	appendAll(t, s, k1, pattern(1, 0, 8*seg))
+	wantStats(t, s, "after writing", 8*seg, 0, 0)
+	mustDelete(t, s, k1)
+	wantStats(t, s, "after Delete", 0, 8*seg, 0)
+
+	src := pattern(2, 0, 9*seg+100)
+	appendAll(t, s, k2, src) // 8 recycled buffers, then 2 fresh
+	wantStats(t, s, "after rewriting", 10*seg, 0, 8)
+	mustEqual(t, "stream in recycled buffers", readAll(t, s, k2, 3*seg+1), src)
+
+	appendAll(t, s, k3, pattern(3, 0, 40*seg))
+	mustDelete(t, s, k3)
+	wantStats(t, s, "after deleting 40 segments", 10*seg, 16*seg, 8) // bounded by RecycleBytes
+	mustEqual(t, "other stream", readAll(t, s, k2, seg), src)
+}
+
+func TestRecycleBounds(t *testing.T) {
+	t.Run("disabled", func(t *testing.T) {
+		s := newStore(t, func(c *cache.Config) { c.MemoryBytes = 64 * seg; c.RecycleBytes = -1 })
+		k := cache.Key{Space: "b", Instance: 1}
+		appendAll(t, s, k, pattern(1, 0, 8*seg))
+		mustDelete(t, s, k)
+		appendAll(t, s, k, pattern(1, 0, 8*seg))
+		wantStats(t, s, "without recycling", 8*seg, 0, 0)
+	})
+	t.Run("memory bound", func(t *testing.T) {
+		// In use plus free stays within MemoryBytes, in a memory-only store
+		// and in a spilling one.
+		for _, mutate := range []func(*cache.Config){
+			func(c *cache.Config) { c.MemoryBytes = 16 * seg; c.RecycleBytes = 16 * seg },
+			spilling(t, 16*seg),
+		} {
+			s := newStore(t, mutate, func(c *cache.Config) { c.RecycleBytes = 16 * seg; c.SegmentSize = 4 * seg })
+			const big = 4 * seg // the segment size here: tails start at 4 KiB and double
+			check := func(what string) {
+				t.Helper()
+				if st := s.Stats(); st.MemoryBytes+st.FreeBytes > 16*seg {
+					t.Fatalf("%s: MemoryBytes %d + FreeBytes %d > bound %d", what, st.MemoryBytes, st.FreeBytes, 16*seg)
+				}
+			}
+			k := cache.Key{Space: "b", Instance: 0}
+			appendAll(t, s, k, pattern(0, 0, 3*big))
+			mustDelete(t, s, k)
+			if st := s.Stats(); st.FreeBytes != 3*big {
+				t.Fatalf("FreeBytes %d after Delete, want %d", st.FreeBytes, 3*big)
+			}
+			for i := range uint64(8) { // small streams take fresh small buffers: free ones must go
+				appendAll(t, s, cache.Key{Space: "b", Instance: 1 + i}, pattern(int64(i), 0, 100))
+				check(fmt.Sprintf("small stream %d", i))
+			}
+			if st := s.Stats(); st.FreeBytes >= 3*big {
+				t.Fatalf("FreeBytes %d: free buffers kept beyond the memory bound", st.FreeBytes)
+			}
+		}
+	})
+}
+
+func TestRecyclePinnedSegment(t *testing.T) {
+	s := newStore(t, func(c *cache.Config) { c.MemoryBytes = 64 * seg })
+	k1, k2, k3 := cache.Key{Space: "p", Instance: 1}, cache.Key{Space: "p", Instance: 2}, cache.Key{Space: "p", Instance: 3}
+	src := pattern(1, 0, 4*seg)
+	appendAll(t, s, k1, src)
+	data, _, release, err := s.Segment(k1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustDelete(t, s, k1)
+	wantStats(t, s, "deleted with segment 1 pinned", 0, 3*seg, 0)
+	appendAll(t, s, k2, pattern(2, 0, 8*seg)) // takes every free buffer, then fresh ones
+	wantStats(t, s, "rewritten", 8*seg, 0, 3)
+	mustEqual(t, "pinned segment of a deleted stream", data, src[seg:2*seg])
+	if _, err := s.ReadAt(k1, make([]byte, 1), 0); !errors.Is(err, cache.ErrNotFound) {
+		t.Fatalf("ReadAt of the deleted stream: %v", err)
+	}
+	release()
+	wantStats(t, s, "released", 8*seg, seg, 3)
+	appendAll(t, s, k3, pattern(3, 0, seg))
+	wantStats(t, s, "reused", 9*seg, 0, 4)
+	mustEqual(t, "stream in the released buffer", readAll(t, s, k3, seg), pattern(3, 0, seg))
+}
+
+// TestRecyclePinnedTail pins the open tail as ReadAt does, then lets it
+// fill up (it becomes an immutable segment's buffer) and deletes the
+// stream: its bytes stay intact until the pin goes.
+func TestRecyclePinnedTail(t *testing.T) {
+	s := newStore(t, func(c *cache.Config) { c.MemoryBytes = 64 * seg })
+	k1, k2 := cache.Key{Space: "t", Instance: 1}, cache.Key{Space: "t", Instance: 2}
+	src := pattern(1, 0, 2*seg)
+	appendAll(t, s, k1, src[:seg/2])
+	tail, unpin := cache.TailView(s, k1)
+	mustEqual(t, "pinned tail", tail, src[:seg/2])
+	if n, err := s.Append(k1, seg/2, src[seg/2:]); err != nil || n != 2*seg {
+		t.Fatalf("Append = %d, %v", n, err)
+	}
+	if err := s.Seal(k1, 2*seg); err != nil {
+		t.Fatal(err)
+	}
+	mustDelete(t, s, k1)
+	wantStats(t, s, "deleted with the old tail pinned", 0, seg, 0)
+	appendAll(t, s, k2, pattern(2, 0, 4*seg))
+	mustEqual(t, "pinned tail of a deleted stream", tail, src[:seg/2])
+	unpin()
+	wantStats(t, s, "unpinned", 4*seg, seg, 1)
+}
+
+// TestRecyclePinnedEvicted pins a segment that spilling then evicts: the
+// evicted buffer is not reused while pinned, the others are, and the
+// segment reads back from disk, into a recycled buffer, intact.
+func TestRecyclePinnedEvicted(t *testing.T) {
+	s := newStore(t, spilling(t, 8*seg), func(c *cache.Config) { c.RecycleBytes = 8 * seg })
+	k1, k2 := cache.Key{Space: "e", Instance: 1}, cache.Key{Space: "e", Instance: 2}
+	src1, src2 := pattern(1, 0, 4*seg), pattern(2, 0, 16*seg)
+	appendAll(t, s, k1, src1)
+	data, _, release, err := s.Segment(k1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := int64(0); off < int64(len(src2)); off += seg { // spills k1, then k2's oldest
+		if _, err := s.Append(k2, off, src2[off:off+seg]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cache.InMemory(s, k1, 0) {
+		t.Fatal("pinned segment 0 of k1 was not evicted")
+	}
+	st := s.Stats()
+	if st.Spills == 0 || st.Recycled == 0 {
+		t.Fatalf("Stats = %+v: want spills and recycled buffers", st)
+	}
+	mustEqual(t, "pinned evicted segment", data, src1[:seg])
+	release()
+	before := s.Stats().Recycled
+	mustEqual(t, "k1 read back", readAll(t, s, k1, 3*seg), src1)
+	mustEqual(t, "k2 read back", readAll(t, s, k2, 3*seg), src2)
+	if st := s.Stats(); st.Loads == 0 || st.Recycled == before {
+		t.Errorf("Stats = %+v: want loads into recycled buffers", st)
+	}
+}
+
+// TestRecycleOnSealPinned deletes the stream from inside OnSeal and writes
+// another one: the bytes OnSeal was given stay intact until it returns.
+func TestRecycleOnSealPinned(t *testing.T) {
+	k1, k2 := cache.Key{Space: "o", Instance: 1}, cache.Key{Space: "o", Instance: 2}
+	src := pattern(1, 0, seg)
+	var s *cache.Store
+	calls := 0
+	s = newStore(t, func(c *cache.Config) {
+		c.MemoryBytes = 64 * seg
+		c.OnSeal = func(k cache.Key, index int, data []byte, crc uint32) {
+			if k != k1 {
+				return
+			}
+			calls++
+			if err := s.Delete(k1); err != nil {
+				t.Error(err)
+			}
+			if _, err := s.Append(k2, 0, pattern(2, 0, 4*seg)); err != nil {
+				t.Error(err)
+			}
+			if !bytes.Equal(data, src) {
+				t.Error("OnSeal's bytes changed while it ran")
+			}
+		}
+	})
+	if _, err := s.Append(k1, 0, src); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Fatalf("%d OnSeal calls", calls)
+	}
+	wantStats(t, s, "after OnSeal", 4*seg, seg, 0)
+}
+
+// TestRecycleStress runs writers that create, fill, seal and delete
+// streams over and over (so buffers are recycled all the time) against
+// readers using ReadAt and Segment on whatever streams exist, and checks
+// every byte read: byte i of instance n is pattern(n, i). Run with -race,
+// it also checks that no buffer is written while a reader may copy from
+// it.
+func TestRecycleStress(t *testing.T) {
+	for _, mode := range []struct {
+		name   string
+		mutate func(*cache.Config)
+	}{
+		{"memory", func(c *cache.Config) { c.MemoryBytes = 64 * seg; c.RecycleBytes = 16 * seg }},
+		{"spill", spilling(t, 12*seg)},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			s := newStore(t, mode.mutate, func(c *cache.Config) { c.RecycleBytes = 16 * seg })
+			runStress(t, s, 3, 3, 60)
+			if st := s.Stats(); st.Recycled == 0 || st.Streams != 0 || st.MemoryBytes != 0 {
+				t.Errorf("Stats at the end = %+v: want recycling, no stream and no memory in use", st)
+			}
+		})
+	}
+}
+
+// stressKeys hands out instance numbers and tells readers which were
+// created lately (some are deleted by then, which readers must expect).
+type stressKeys struct{ next atomic.Uint64 }
+
+func (sk *stressKeys) create() cache.Key {
+	return cache.Key{Space: "stress", Instance: sk.next.Add(1)}
+}
+
+func (sk *stressKeys) recent(rng *rand.Rand) cache.Key {
+	n := sk.next.Load()
+	return cache.Key{Space: "stress", Instance: n - min(n, rng.Uint64N(8))}
+}
+
+func runStress(t *testing.T, s *cache.Store, writers, readers, streams int) {
+	var keys stressKeys
+	done := make(chan struct{})
+	var wwg, rwg sync.WaitGroup
+	errs := make(chan error, writers+2*readers)
+	for w := range writers {
+		wwg.Go(func() { errs <- stressWrite(s, &keys, rand.New(rand.NewPCG(uint64(w), 1)), streams) })
+	}
+	for r := range readers {
+		rwg.Go(func() { errs <- stressRead(s, &keys, rand.New(rand.NewPCG(uint64(r), 2)), done) })
+		rwg.Go(func() { errs <- stressSegment(s, &keys, rand.New(rand.NewPCG(uint64(r), 3)), done) })
+	}
+	wwg.Wait()
+	close(done)
+	rwg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// stressWrite writes streams of up to 8 segments in random chunks, seals
+// some, and deletes each, some of them before they are complete.
+func stressWrite(s *cache.Store, keys *stressKeys, rng *rand.Rand, streams int) error {
+	for range streams {
+		k := keys.create()
+		total := int64(1 + rng.IntN(8*seg))
+		stop := total
+		if rng.IntN(4) == 0 {
+			stop = rng.Int64N(total)
+		}
+		src := pattern(int64(k.Instance), 0, total)
+		if _, err := s.Append(k, 0, nil); err != nil {
+			return err
+		}
+		for off := int64(0); off < stop; {
+			n := min(int64(1+rng.IntN(2*seg)), stop-off)
+			l, err := s.Append(k, off, src[off:off+n])
+			if err != nil {
+				return fmt.Errorf("writer: Append %v at %d: %w", k, off, err)
+			}
+			off = l
+		}
+		if stop == total && rng.IntN(2) == 0 {
+			if err := s.Seal(k, total); err != nil {
+				return err
+			}
+		}
+		if err := s.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stressRead reads recent streams with ReadAt at random offsets.
+func stressRead(s *cache.Store, keys *stressKeys, rng *rand.Rand, done <-chan struct{}) error {
+	buf := make([]byte, 3*seg)
+	for {
+		select {
+		case <-done:
+			return nil
+		default:
+		}
+		k := keys.recent(rng)
+		l, _, err := s.Stat(k)
+		if err != nil {
+			continue
+		}
+		off := rng.Int64N(l + 1)
+		p := buf[:rng.IntN(len(buf))]
+		n, err := s.ReadAt(k, p, off)
+		if err != nil && !errors.Is(err, cache.ErrNotFound) && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("reader: ReadAt %v at %d: %w", k, off, err)
+		}
+		if !bytes.Equal(p[:n], pattern(int64(k.Instance), off, int64(n))) {
+			return fmt.Errorf("reader: wrong bytes from %v at %d+%d", k, off, n)
+		}
+	}
+}
+
+// stressSegment takes whole segments of recent streams and checks them
+// twice, the second time after the writers had a chance to move on.
+func stressSegment(s *cache.Store, keys *stressKeys, rng *rand.Rand, done <-chan struct{}) error {
+	for {
+		select {
+		case <-done:
+			return nil
+		default:
+		}
+		k := keys.recent(rng)
+		i := rng.IntN(8)
+		data, _, release, err := s.Segment(k, i)
+		if err != nil {
+			if errors.Is(err, cache.ErrNotFound) || errors.Is(err, cache.ErrOffset) || errors.Is(err, cache.ErrNotSealed) {
+				continue
+			}
+			return fmt.Errorf("reader: Segment %d of %v: %w", i, k, err)
+		}
+		want := pattern(int64(k.Instance), int64(i)*seg, int64(len(data)))
+		for range 2 {
+			if !bytes.Equal(data, want) {
+				release()
+				return fmt.Errorf("reader: wrong bytes in segment %d of %v", i, k)
+			}
+			runtime.Gosched()
+		}
+		release()
+	}
+}
