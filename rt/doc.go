@@ -39,7 +39,9 @@
 // Unexpected messages (arrived before a matching receive) are queued per
 // communicator, up to Config.MaxUnexpectedBytes per source; beyond that the
 // runtime stops reading that source's channel (the data stays in the space)
-// until a receive needs it, so memory stays bounded without deadlock.
+// until a receive needs it, so memory stays bounded without deadlock. Idle
+// sources are read ahead only up to the first message over 256 KiB, which
+// waits in the space for its receive to read it straight into its buffer.
 //
 // # Collectives
 //

@@ -48,6 +48,9 @@ var (
 	// ErrNoTransport: PIRUN_COMM is set but this binary has no space
 	// transport linked in.
 	ErrNoTransport = errors.New("rt: no space transport")
+
+	// errParked: a read-ahead pump stopped at a large frame (internal).
+	errParked = errors.New("rt: read-ahead parked at a large frame")
 )
 
 // RankError reports a failed operation involving one peer rank. Rank is the

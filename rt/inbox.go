@@ -24,7 +24,8 @@ import (
 // reads it (AnySource and Irecv receives, a second receive from a source
 // already being read), or to read ahead: a source nobody has read for
 // readAheadDelay gets a pump that queues unexpected messages up to
-// MaxUnexpectedBytes; the next receive from it stops that.
+// MaxUnexpectedBytes, and stops at a message over readAheadMax; the next
+// receive from it stops that.
 //
 // Payload copies into receive buffers happen outside mu, by whichever
 // goroutine took the request off the posted list.
@@ -48,7 +49,18 @@ type source struct {
 	rctx    context.Context
 	rcancel context.CancelFunc // cancels rctx (a child of Comm.life)
 	timer   *time.Timer        // starts a read-ahead pump when idle
+	parked  bool               // read-ahead stopped at a large frame's header (see readAheadMax)
 	cur     *Request           // the receive the current frame is read into
+
+	// The end of a blocking receive's context cuts the read of the
+	// goroutine driving the source for it (see watch): watching is the
+	// Done channel of the context registered with context.AfterFunc
+	// (unwatch stops that), driving the one of the receive holding the
+	// reader now. The registration outlives the receive, so that the
+	// next receive with the same context registers nothing.
+	watching <-chan struct{}
+	unwatch  func() bool
+	driving  <-chan struct{}
 
 	consumed int64           // channel offset after the last frame taken
 	nextSeq  uint64          // sequence number of the next frame
@@ -68,6 +80,13 @@ type message struct {
 // readAheadDelay is how long a source stays unread before a pump starts
 // reading ahead of receives.
 const readAheadDelay = time.Millisecond
+
+// readAheadMax: a read-ahead pump stops at the header of a frame with a
+// larger payload and leaves it for the receive, which reads it straight
+// into its buffer: read ahead, it would be copied twice (into a fresh
+// buffer, then into the receive's). Until a holder consumes that frame the
+// source gets no read-ahead timer; the bytes wait in the space.
+const readAheadMax = 256 << 10
 
 // directMin: payloads of at least this many bytes for the receiving
 // goroutine's own receive are read straight into its buffer.
@@ -158,7 +177,7 @@ func (in *inbox) renew(s int) {
 // wants the source, else it arms the read-ahead timer. Callers hold mu.
 func (in *inbox) release(s int) {
 	src := &in.srcs[s]
-	src.busy, src.ahead = false, false
+	src.busy, src.ahead, src.driving = false, false, nil
 	in.c.wg.Done()
 	in.idle.Broadcast()
 	if src.err != nil || in.failErr != nil || in.stopping {
@@ -166,6 +185,12 @@ func (in *inbox) release(s int) {
 	}
 	if in.wantsFrom(s) {
 		in.start(s)
+		return
+	}
+	if src.parked && (src.rd == nil || !src.rd.inFrame) {
+		src.parked = false // the frame it stopped at is consumed
+	}
+	if src.parked {
 		return
 	}
 	if src.timer == nil {
@@ -179,10 +204,25 @@ func (in *inbox) release(s int) {
 func (in *inbox) readAhead(s int) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if !in.srcs[s].busy {
-		in.srcs[s].ahead = true
+	if src := &in.srcs[s]; !src.busy && !src.parked {
+		src.ahead = true
 		in.start(s)
 	}
+}
+
+// park ends a read-ahead pump on source s at a frame whose payload is over
+// readAheadMax, unless a posted receive wants the source: it releases the
+// reader and reports true.
+func (in *inbox) park(s int) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	src := &in.srcs[s]
+	if !src.ahead || in.wantsFrom(s) {
+		return false
+	}
+	src.parked = true
+	in.release(s)
+	return true
 }
 
 // deadFor returns the error for a receive no live source can satisfy.
@@ -254,6 +294,9 @@ func (in *inbox) pump(s int) {
 			continue
 		}
 		if err := in.step(ctx, s, nil); err != nil {
+			if err == errParked {
+				return // released
+			}
 			if ctx.Err() == nil {
 				in.stopped(s, err)
 			}
@@ -293,43 +336,77 @@ func (in *inbox) pumpReady(s int) (context.Context, bool) {
 // by whoever reads next).
 func (in *inbox) drive(ctx context.Context, r *Request) {
 	s := r.src
-	rctx, stop := in.watch(ctx, s, false)
-	for {
+	rctx, err := in.watch(ctx, s, false)
+	for err == nil {
 		if len(r.done) > 0 { // complete (pooled); waitOrCancel takes the value
-			stop()
 			in.mu.Lock()
 			in.release(s)
 			in.mu.Unlock()
 			return
 		}
-		err := in.step(rctx, s, r)
-		if err == nil {
+		if err = in.step(rctx, s, r); err == nil {
 			continue
 		}
-		stop()
 		if rctx.Err() != nil && ctx.Err() == nil && in.c.life.Err() == nil {
-			// Cancelled late by an earlier receive's context: go on.
-			rctx, stop = in.watch(ctx, s, true)
-			continue
+			// Cancelled by Restore's or an earlier reader's doing: go on.
+			rctx, err = in.watch(ctx, s, true)
 		}
-		in.readFailed(ctx, s, r, err)
-		return
 	}
+	in.readFailed(ctx, s, r, err)
 }
 
-// watch returns source s's read context (renewed first if renew is set)
-// and makes the end of ctx cancel it until the returned stop is called.
-func (in *inbox) watch(ctx context.Context, s int, renew bool) (context.Context, func() bool) {
+// watch returns source s's read context (renewed first if renew is set),
+// which the end of ctx cancels while this goroutine drives the source. The
+// AfterFunc registration for ctx is kept across receives (see
+// source.watching): a program passing one context to every receive
+// registers once. It fails with ctx's error if ctx has ended.
+func (in *inbox) watch(ctx context.Context, s int, renew bool) (context.Context, error) {
 	in.mu.Lock()
+	defer in.mu.Unlock()
+	src := &in.srcs[s]
 	if renew {
 		in.renew(s)
 	}
-	rctx, cancel := in.srcs[s].rctx, in.srcs[s].rcancel
-	in.mu.Unlock()
-	if ctx.Done() == nil {
-		return rctx, func() bool { return false }
+	done := ctx.Done()
+	src.driving = done
+	if done != nil && src.watching != done {
+		if src.unwatch != nil {
+			src.unwatch()
+		}
+		src.watching = done
+		src.unwatch = context.AfterFunc(ctx, func() { in.cut(s, done) })
 	}
-	return rctx, context.AfterFunc(ctx, cancel)
+	// Checked after driving is set: an end of ctx either shows here or
+	// finds the source driven for ctx when its AfterFunc runs.
+	if err := ctx.Err(); err != nil {
+		return src.rctx, err
+	}
+	return src.rctx, nil
+}
+
+// cut cancels source s's read context if it is being driven for the
+// receive context whose Done channel is done, which has ended.
+func (in *inbox) cut(s int, done <-chan struct{}) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	src := &in.srcs[s]
+	if src.watching == done {
+		src.watching, src.unwatch = nil, nil // spent
+	}
+	if src.driving == done && src.rcancel != nil {
+		src.rcancel()
+	}
+}
+
+// unwatchAll drops the sources' context registrations. Callers hold mu.
+func (in *inbox) unwatchAll() {
+	for s := range in.srcs {
+		src := &in.srcs[s]
+		if src.unwatch != nil {
+			src.unwatch()
+		}
+		src.watching, src.unwatch = nil, nil
+	}
 }
 
 // readFailed ends drive after a failed read: r fails with the receive's
@@ -378,6 +455,9 @@ func (in *inbox) step(ctx context.Context, s int, me *Request) error {
 	h, start, err := fr.header(ctx)
 	if err != nil {
 		return err
+	}
+	if me == nil && h.n > readAheadMax && in.park(s) {
+		return errParked
 	}
 	if h.n >= directMin {
 		cur, err := in.takeDirect(s, h, me)
@@ -593,6 +673,7 @@ func (in *inbox) anyBusy() bool {
 // closeReaders closes every source's reader; none may be busy. Callers
 // hold mu.
 func (in *inbox) closeReaders() {
+	in.unwatchAll()
 	for s := range in.srcs {
 		src := &in.srcs[s]
 		if src.timer != nil {

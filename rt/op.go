@@ -16,7 +16,8 @@ type Op[T Elem] struct {
 
 // NewOp returns an operator computing dst = a op b over vectors of equal
 // length; dst may be the same slice as a or b, so read every input element
-// an output depends on before writing it. block says how the runtime may
+// an output depends on before writing it. fn must not keep its arguments:
+// they may be the runtime's reused scratch vectors. block says how the runtime may
 // split vectors: fn may be called on any sub-range whose start and length
 // are multiples of block (1 for element-wise ops, 4 for packed 2x2
 // matrices, ...); block 0 means fn always gets whole vectors. Splitting is

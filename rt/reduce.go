@@ -45,7 +45,7 @@ func Allreduce[T Elem](ctx context.Context, c *Comm, send, recv []T, op Op[T]) e
 	if c.size == 1 {
 		return nil
 	}
-	tmp := make([]T, len(recv))
+	tmp, scratch := getScratch[T](len(recv))
 	f := newFold(c)
 	err := foldIn(ctx, f, opAllreduce, recv, tmp, op)
 	if err == nil && f.vr >= 0 {
@@ -56,6 +56,7 @@ func Allreduce[T Elem](ctx context.Context, c *Comm, send, recv []T, op Op[T]) e
 		}
 	}
 	if err == nil {
+		putScratch(scratch) // every receive into it is complete
 		err = foldOut(ctx, f, opAllreduce, recv)
 	}
 	return collErr(opAllreduce, err)
@@ -273,9 +274,20 @@ func allreduceHalving[T Elem](ctx context.Context, c *Comm, f fold, acc, tmp []T
 // reduceHalving: fold, reduce-scatter, then every virtual rank sends its
 // finished span to root.
 func reduceHalving[T Elem](ctx context.Context, c *Comm, root int, send, recv []T, op Op[T], nb int) error {
-	acc := make([]T, len(send))
+	acc, accs := getScratch[T](len(send))
+	tmp, tmps := getScratch[T](len(send))
 	copy(acc, send)
-	tmp := make([]T, len(send))
+	err := reduceHalvingWith(ctx, c, root, recv, op, nb, acc, tmp)
+	if err == nil {
+		putScratch(accs)
+		putScratch(tmps)
+	}
+	return err
+}
+
+// reduceHalvingWith is reduceHalving with its scratch vectors: acc holds
+// this rank's input.
+func reduceHalvingWith[T Elem](ctx context.Context, c *Comm, root int, recv []T, op Op[T], nb int, acc, tmp []T) error {
 	f := newFold(c)
 	if err := foldIn(ctx, f, opReduce, acc, tmp, op); err != nil {
 		return err

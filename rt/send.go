@@ -24,6 +24,15 @@ type outChan struct {
 // written in one Write; larger ones go in two.
 const copyLimit = 32 << 10
 
+// writePiece bounds one Write of a large payload. Comm hands a Write to a
+// direct reader from the writer's goroutine, without a copy, only while
+// the bytes the reader has not acknowledged stay within its window
+// (comm.Config.DirectWindow, 4 MiB); a larger Write is copied into the
+// reader's queue instead, and two queued 4 MiB messages overflow the
+// queue (comm.Config.SinkQueue, 8 MiB), which moves the reader to the
+// slower cache path.
+const writePiece = 1 << 20
+
 // send writes one frame to dst. The payload may be reused on return.
 func (c *Comm) send(ctx context.Context, dst int, tag int32, op opCode, code elemCode, p []byte) error {
 	if int64(len(p)) > c.w.cfg.MaxMessageBytes {
@@ -69,15 +78,19 @@ func (o *outChan) write(h header, p []byte) error {
 }
 
 func (o *outChan) writeAll(b []byte) error {
-	if len(b) == 0 {
-		return nil
+	for len(b) > 0 {
+		p := b[:min(len(b), writePiece)]
+		n, err := o.w.Write(p)
+		o.off += int64(n)
+		if err == nil && n < len(p) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
 	}
-	n, err := o.w.Write(b)
-	o.off += int64(n)
-	if err == nil && n < len(b) {
-		err = io.ErrShortWrite
-	}
-	return err
+	return nil
 }
 
 // closeWriters seals every channel c wrote, making it durable.
