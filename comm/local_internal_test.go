@@ -237,3 +237,42 @@ func TestSpinReader(t *testing.T) {
 		t.Fatalf("read after the peer closed: %v, want io.EOF", err)
 	}
 }
+
+// TestWatcher: one registration serves every read with the same context
+// (no allocation per read), the context's end cuts a blocked read, and a
+// read begun after the end does not start.
+func TestWatcher(t *testing.T) {
+	s, peer := spinPair(t, 0)
+	c := newConn(s.nc, 1<<20, 0)
+	var w watcher
+	defer w.release()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	allocs := testing.AllocsPerRun(100, func() {
+		if !w.begin(ctx, c) || w.end(ctx) {
+			t.Fatal("a live context cut the read")
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("%v allocations per read with the same context", allocs)
+	}
+
+	if !w.begin(ctx, c) {
+		t.Fatal("begin refused a live context")
+	}
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		cancel()
+	}()
+	buf := make([]byte, 4)
+	if _, err := c.c.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("blocked read returned %v, want the cut's deadline error", err)
+	}
+	if !w.end(ctx) {
+		t.Fatal("end does not report the cut")
+	}
+	if w.begin(ctx, c) {
+		t.Fatal("a read began on an ended context")
+	}
+	peer.Close()
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/pispace/pispace/comm/internal/proto"
@@ -51,6 +52,8 @@ type Reader struct {
 
 	acked    int64 // on the direct path: the offset last acknowledged to the writer
 	ackEvery int64 // acknowledge once this many more bytes are read
+
+	watch watcher // cuts blocked reads when their context ends
 
 	pending []byte // rest of the current data frame, when read whole
 	left    int    // bytes of the current data frame still on the connection
@@ -132,21 +135,70 @@ func (r *Reader) source() *conn {
 	return r.cc
 }
 
-// watch makes c's blocked read return when ctx ends; the function it
-// returns reports whether that happened.
-func watch(ctx context.Context, c *conn) func() bool {
+// watcher cuts a Reader's blocked read when the context of the read
+// ends. It registers with a context once and keeps the registration
+// while the caller passes the same context (the rank runtime passes one
+// per channel), so that a read costs no registration; each read only
+// names the connection it blocks on.
+type watcher struct {
+	ctx   context.Context
+	stop  func() bool
+	fired atomic.Bool          // ctx ended: a read in progress may have been cut
+	conn  atomic.Pointer[conn] // the connection a read blocks on, if any
+}
+
+// begin arms w for a read of c bounded by ctx; false means ctx has ended
+// already and the read must not start. end must follow a true begin.
+func (w *watcher) begin(ctx context.Context, c *conn) bool {
 	if ctx.Done() == nil {
-		return func() bool { return false }
+		return true
 	}
-	stop := context.AfterFunc(ctx, func() { c.c.SetReadDeadline(time.Unix(1, 0)) })
-	return func() bool { return !stop() }
+	if w.ctx != ctx {
+		w.release()
+		w.ctx = ctx
+		w.fired.Store(false)
+		w.stop = context.AfterFunc(ctx, func() {
+			w.fired.Store(true)
+			if c := w.conn.Load(); c != nil {
+				c.c.SetReadDeadline(time.Unix(1, 0))
+			}
+		})
+	}
+	w.conn.Store(c)
+	// Either the callback sees c and cuts the read, or this sees that it
+	// ran (atomics are sequentially consistent).
+	if w.fired.Load() {
+		w.conn.Store(nil)
+		return false
+	}
+	return true
+}
+
+// end reports whether ctx ended during the read begun on ctx, which may
+// then have been cut mid-frame.
+func (w *watcher) end(ctx context.Context) bool {
+	if ctx.Done() == nil {
+		return false
+	}
+	w.conn.Store(nil)
+	return w.fired.Load()
+}
+
+// release drops the registration.
+func (w *watcher) release() {
+	if w.stop != nil {
+		w.stop()
+	}
+	w.ctx, w.stop = nil, nil
 }
 
 // stream copies the current data frame's next bytes straight from the
 // connection into p.
 func (r *Reader) stream(ctx context.Context, p []byte) (int, error) {
 	c := r.source()
-	cut := watch(ctx, c)
+	if !r.watch.begin(ctx, c) {
+		return 0, ctx.Err()
+	}
 	var n int
 	var err error
 	if c.br.Buffered() == 0 {
@@ -160,7 +212,7 @@ func (r *Reader) stream(ctx context.Context, p []byte) (int, error) {
 	if n > 0 {
 		r.delivered(n)
 	}
-	if cut() {
+	if r.watch.end(ctx) {
 		// The connection may be mid-frame: drop it and start again from
 		// our offset on the next read.
 		r.dropSource()
@@ -188,7 +240,9 @@ func (r *Reader) fill(ctx context.Context) error {
 		}
 	}
 	c := r.source()
-	cut := watch(ctx, c)
+	if !r.watch.begin(ctx, c) {
+		return ctx.Err()
+	}
 	off, n, ok, err := c.dataHeader(r.req, len(r.s.name)+3*binary.MaxVarintLen64)
 	var f wire.Frame
 	if err == nil && ok {
@@ -196,7 +250,7 @@ func (r *Reader) fill(ctx context.Context) error {
 	} else if err == nil {
 		f, err = c.r.Next()
 	}
-	if cut() {
+	if r.watch.end(ctx) {
 		// The deadline fired: the connection may be mid-frame. Drop it and
 		// start again from our offset on the next read.
 		r.dropSource()
@@ -448,6 +502,7 @@ func (r *Reader) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.watch.release()
 	if r.dc != nil {
 		r.dc.close()
 	}
