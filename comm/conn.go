@@ -98,9 +98,11 @@ func newConn(nc net.Conn, max int, spin time.Duration) *conn {
 // costs tens of microseconds on a round trip; a peer that answers within
 // the budget is read at once. Spinning only pays while the peer runs on
 // another core: on an oversubscribed machine the spinner takes the core
-// the peer needs. So spinning backs off like an adaptive mutex: after a
-// spin that found nothing, the next reads park at once, twice as many
-// after each further miss (up to maxSpinSkip), and one hit resets it.
+// the peer needs. So the spinner yields the core between polls
+// (sched_yield, which returns at once when nothing else is runnable), and
+// spinning backs off like an adaptive mutex: after a spin that found
+// nothing, the next reads park at once, twice as many after each further
+// miss (up to maxSpinSkip), and one hit resets it.
 // Errors, end of stream and deadlines are left to the ordinary read, so
 // they surface exactly as from net.Conn.
 type spinReader struct {
@@ -154,6 +156,9 @@ func (s *spinReader) spin(p []byte) (n int, missed bool) {
 			case err != syscall.EAGAIN:
 				return true // end of stream or an error
 			}
+			// Give the core to whatever else is runnable on it (the
+			// peer, on a loaded machine); alone, this returns at once.
+			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 			now := time.Now()
 			if until.IsZero() {
 				until = now.Add(s.budget)

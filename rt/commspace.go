@@ -3,7 +3,6 @@ package rt
 import (
 	"context"
 	"errors"
-	"runtime"
 
 	"github.com/pispace/pispace/comm"
 )
@@ -13,7 +12,10 @@ import (
 func init() { dialSpace = dialComm }
 
 func dialComm(ctx context.Context, addrs []string, space string, cfg Config) (Space, func() error, error) {
-	c, err := comm.New(commConfig(addrs, cfg.Size, runtime.NumCPU()))
+	// comm's reads busy-poll, yielding the core between polls: that
+	// helps even with more ranks than cores (a 4-rank Barrier on 2 cores
+	// ~160 -> ~145 µs, a 4-rank Allreduce of one float64 ~225 -> ~170 µs).
+	c, err := comm.New(comm.Config{Servers: addrs})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -23,20 +25,6 @@ func dialComm(ctx context.Context, addrs []string, space string, cfg Config) (Sp
 		return nil, nil, err
 	}
 	return commSpace{s}, c.Close, nil
-}
-
-// commConfig is the comm client configuration of a rank of a world of
-// size ranks on a host of cpus cores. Comm's reads busy-poll the socket
-// before parking (Config.SpinRead), which cuts a small message's latency
-// several-fold while every spinning rank has a core; with more ranks than
-// cores a spinning rank takes the core the rank it waits for needs (a
-// 4-rank Barrier on 2 cores takes twice as long), so it is turned off.
-func commConfig(addrs []string, size, cpus int) comm.Config {
-	cfg := comm.Config{Servers: addrs}
-	if size > cpus {
-		cfg.SpinRead = -1
-	}
-	return cfg
 }
 
 // commSpace adapts a comm.Space to the Space interface rt consumes.
