@@ -23,6 +23,7 @@ import (
 // writes are serialised by wmu.
 type conn struct {
 	c     net.Conn
+	src   io.Reader     // under br: c itself, or a spinReader over it
 	br    *bufio.Reader // under r, shared: data frames are streamed from it (see dataHeader)
 	r     *wire.Reader
 	wmu   sync.Mutex
@@ -89,7 +90,7 @@ func newConn(nc net.Conn, max int, spin time.Duration) *conn {
 		}
 	}
 	br := bufio.NewReaderSize(src, frameBuffer)
-	return &conn{c: nc, br: br, r: wire.NewReader(br, max), max: max}
+	return &conn{c: nc, src: src, br: br, r: wire.NewReader(br, max), max: max}
 }
 
 // spinReader reads a socket by busy-polling it for up to budget before

@@ -204,7 +204,7 @@ func (r *Reader) stream(ctx context.Context, p []byte) (int, error) {
 	if c.br.Buffered() == 0 {
 		// Straight from the socket into p: the buffer is empty, so the
 		// stream stays in order, and the bytes are copied once.
-		n, err = c.c.Read(p[:min(len(p), r.left)])
+		n, err = c.src.Read(p[:min(len(p), r.left)])
 	} else {
 		n, err = c.br.Read(p[:min(len(p), r.left)])
 	}
