@@ -8,13 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pispace/pispace/comm/internal/local"
 	"github.com/pispace/pispace/comm/internal/proto"
+	spinread "github.com/pispace/pispace/comm/internal/spin"
 	"github.com/pispace/pispace/comm/wire"
 )
 
@@ -81,95 +80,11 @@ func (cl *Client) dial(ctx context.Context, endpoints string) (*conn, error) {
 const frameBuffer = 64 << 10
 
 // newConn wraps nc; its reads busy-poll the socket for up to spin before
-// parking (see [spinReader]), none when spin is not positive.
+// parking (see package spin), none when spin is not positive.
 func newConn(nc net.Conn, max int, spin time.Duration) *conn {
-	var src io.Reader = nc
-	if sc, ok := nc.(syscall.Conn); ok && spin > 0 && runtime.GOMAXPROCS(0) > 1 {
-		if rc, err := sc.SyscallConn(); err == nil {
-			src = &spinReader{nc: nc, rc: rc, budget: spin}
-		}
-	}
+	src := spinread.New(nc, spin)
 	br := bufio.NewReaderSize(src, frameBuffer)
 	return &conn{c: nc, src: src, br: br, r: wire.NewReader(br, max), max: max}
-}
-
-// spinReader reads a socket by busy-polling it for up to budget before
-// falling back to the ordinary read, which parks the goroutine until the
-// socket is readable. Parking and waking through the runtime's poller
-// costs tens of microseconds on a round trip; a peer that answers within
-// the budget is read at once. Spinning only pays while the peer runs on
-// another core: on an oversubscribed machine the spinner takes the core
-// the peer needs. So the spinner yields the core between polls
-// (sched_yield, which returns at once when nothing else is runnable), and
-// spinning backs off like an adaptive mutex: after a spin that found
-// nothing, the next reads park at once, twice as many after each further
-// miss (up to maxSpinSkip), and one hit resets it.
-// Errors, end of stream and deadlines are left to the ordinary read, so
-// they surface exactly as from net.Conn.
-type spinReader struct {
-	nc     net.Conn
-	rc     syscall.RawConn
-	budget time.Duration
-	misses int // spins in a row that found nothing
-	skip   int // reads left that do not spin
-}
-
-// maxSpinSkip bounds how many reads in a row park without spinning.
-const maxSpinSkip = 256
-
-func (s *spinReader) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if s.skip > 0 {
-		s.skip--
-		return s.nc.Read(p)
-	}
-	n, missed := s.spin(p)
-	if missed {
-		s.misses++
-		s.skip = min(1<<min(s.misses-1, 30), maxSpinSkip)
-	} else if n > 0 {
-		s.misses = 0
-	}
-	if n > 0 {
-		return n, nil
-	}
-	return s.nc.Read(p)
-}
-
-// spin polls the socket until it reads something (n > 0), the budget is
-// spent, or the read fails or ends (left to the ordinary read). missed
-// reports a spin that lasted past the budget: one that found nothing, or
-// that found bytes only after the process lost its core meanwhile.
-func (s *spinReader) spin(p []byte) (n int, missed bool) {
-	var until time.Time
-	s.rc.Read(func(fd uintptr) bool {
-		for {
-			m, err := syscall.Read(int(fd), p)
-			switch {
-			case m > 0:
-				n = m
-				missed = !until.IsZero() && time.Now().After(until)
-				return true
-			case err == syscall.EINTR:
-				continue
-			case err != syscall.EAGAIN:
-				return true // end of stream or an error
-			}
-			// Give the core to whatever else is runnable on it (the
-			// peer, on a loaded machine); alone, this returns at once.
-			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
-			now := time.Now()
-			if until.IsZero() {
-				until = now.Add(s.budget)
-			} else if now.After(until) {
-				missed = true
-				return true
-			}
-		}
-	})
-	return n, missed
 }
 
 // dataHeader reads, when the next frame is a data frame of request req, its
