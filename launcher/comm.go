@@ -17,10 +17,10 @@ type commHost struct {
 	once sync.Once
 }
 
-// hostComm starts the comm server on l, spilling to dir beyond the server's
-// default memory budget.
-func hostComm(l net.Listener, dir string, log *slog.Logger) (*commHost, error) {
-	srv, err := server.New(server.Config{Dir: dir, Logger: log})
+// hostComm starts the comm server on l, spilling to dir beyond mem bytes
+// of cached payload (0: the server's default).
+func hostComm(l net.Listener, dir string, mem int64, log *slog.Logger) (*commHost, error) {
+	srv, err := server.New(server.Config{Dir: dir, MemoryBytes: mem, Logger: log})
 	if err != nil {
 		l.Close()
 		return nil, err

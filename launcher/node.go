@@ -21,6 +21,7 @@ type NodeConfig struct {
 	Join        []string          // seeds; empty starts a new cluster
 	Slots       int               // rank slots; 0 means the number of CPUs
 	Mem         int64             // memory for ranks; 0 means the machine's total memory
+	CacheMem    int64             // memory for the comm cache before it spills to DataDir; 0 means 256 MiB
 	MaxTime     time.Duration     // longest time limit granted; 0 means none
 	DataDir     string            // binary cache, rank dirs, comm spill; "" means a new temporary dir, removed on Close
 	Labels      map[string]string // advertised as is
@@ -90,7 +91,7 @@ func fillNodeConfig(c *NodeConfig) error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Slots < 0 || c.Mem < 0 || c.MaxTime < 0 {
+	if c.Slots < 0 || c.Mem < 0 || c.CacheMem < 0 || c.MaxTime < 0 {
 		return fmt.Errorf("%w: negative slots, memory or time", ErrUsage)
 	}
 	return nil
@@ -123,7 +124,7 @@ func (n *Node) startServices(name string) error {
 		cl.Close()
 		return err
 	}
-	if n.comm, err = hostComm(cl, spill, n.cfg.Logger.With("part", "comm")); err != nil {
+	if n.comm, err = hostComm(cl, spill, n.cfg.CacheMem, n.cfg.Logger.With("part", "comm")); err != nil {
 		sl.Close()
 		return fmt.Errorf("launcher: comm server: %w", err)
 	}
