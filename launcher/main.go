@@ -237,7 +237,7 @@ func mainNode(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var verbose bool
 	fs.IntVar(&cfg.Slots, "slots", 0, "rank slots (default: number of CPUs)")
 	fs.Var(sizeFlag{&cfg.Mem}, "mem", "memory offered to ranks (default: the machine's total)")
-	fs.Var(sizeFlag{&cfg.CacheMem}, "cache-mem", "memory for channel data before it spills to --data (default: 256MiB)")
+	fs.Var(sizeFlag{&cfg.CacheMem}, "cache-mem", "memory for channel data before it spills to --data (default: --mem/8, at least 256MiB)")
 	fs.DurationVar(&cfg.MaxTime, "max-time", 0, "longest time limit granted to a rank (default: none)")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory: binary cache, rank dirs (default: a temporary dir)")
 	fs.Var(listFlag{&labels, false}, "label", "label k=v advertised to locators (repeatable)")
