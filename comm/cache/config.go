@@ -41,6 +41,13 @@ type Config struct {
 	// DefaultSegmentSize; otherwise it must lie in
 	// [MinSegmentSize, MaxSegmentSize].
 	SegmentSize int
+	// DirectIO writes spill files with O_DIRECT (where the file system
+	// takes it): no page-cache copy and no page-cache memory, but every
+	// spilling Append waits for the device. Measured on the development
+	// VM, a store that keeps what it spills wrote 410-500 MB/s with it
+	// against 650-830 buffered, for about the same CPU, so it is off by
+	// default.
+	DirectIO bool
 	// RecycleBytes bounds the free segment buffers the store keeps for
 	// reuse. When a segment's bytes leave memory (its stream is deleted,
 	// or it is spilled) and no reader still holds them, its SegmentSize

@@ -60,6 +60,16 @@
 // until its release function is called, and OnSeal's bytes are valid
 // during the call.
 //
+// Spill files are written with O_DIRECT where the file system allows it
+// (Linux only): no copy into the page cache and no page-cache memory, so
+// spilling costs the server little CPU; the store falls back to buffered
+// writes, for good, once O_DIRECT fails with EINVAL, and per file when
+// the segment's buffer is not 4 KiB-aligned or too short to be written
+// padded to 4 KiB (a SegmentSize not a multiple of 4 KiB). The file of a
+// deleted segment is renamed and kept, up to 512 MiB of them, for a later
+// spill to overwrite in place: creating files is costly on some file
+// systems.
+//
 // Spill files are a cache of memory, not a durable store: Open never reads
 // old ones, and [Store.Close] removes the private directory with every file
 // in it; it never touches Dir itself or anything else in it. A process that

@@ -33,4 +33,9 @@ var (
 	ErrNotSealed = errors.New("cache: segment not sealed")
 	// ErrClosed reports a call on a closed Store.
 	ErrClosed = errors.New("cache: store closed")
+
+	// errNoDirect reports that a spill file cannot be written with
+	// O_DIRECT where it is (or on this system); the store then writes it
+	// buffered. Never returned by a method.
+	errNoDirect = errors.New("cache: O_DIRECT not supported")
 )

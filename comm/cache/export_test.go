@@ -1,5 +1,10 @@
 package cache
 
+import (
+	"os"
+	"syscall"
+)
+
 // SpillPath returns the spill file name of segment index of k's stream.
 func SpillPath(s *Store, k Key, index int) string {
 	s.mu.RLock()
@@ -46,4 +51,32 @@ func TailView(s *Store, k Key) ([]byte, func()) {
 	s.mu.RUnlock()
 	v := st.view()
 	return v.tail, func() { s.unpin(v.tb) }
+}
+
+// DirectSpills returns how many spill files s wrote with O_DIRECT.
+func DirectSpills(s *Store) int64 { return s.directSpills.Load() }
+
+// SpillsDirect reports whether s still tries O_DIRECT for its spill files.
+func SpillsDirect(s *Store) bool { return !s.noDirect.Load() }
+
+// NoDirect makes s write its spill files buffered, as after O_DIRECT
+// failed. Call it before anything spills.
+func NoDirect(s *Store) { s.noDirect.Store(true) }
+
+// RefuseDirect makes s's O_DIRECT opens fail with EINVAL, as on a file
+// system without O_DIRECT. Call it before anything spills.
+func RefuseDirect(s *Store) {
+	s.openDirect = func(path string, flag int) (*os.File, error) {
+		return nil, &os.PathError{Op: "open", Path: path, Err: syscall.EINVAL}
+	}
+}
+
+// SpillAlign is the block size of the spill file layout.
+const SpillAlign = spillAlign
+
+// FreeFiles returns how many spill files s keeps for reuse.
+func FreeFiles(s *Store) int {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	return len(s.freeFiles)
 }

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 )
@@ -103,7 +102,7 @@ func (s *Store) load(seg *segment) (*buffer, []byte, bool, error) {
 
 // evict writes seg to its spill file unless one exists, then drops its
 // bytes from memory. Readers still copying from them have them pinned:
-// the buffer is recycled after the last of them.
+// the buffer is recycled after the last of them. s.spillMu must be held.
 func (s *Store) evict(seg *segment) error {
 	seg.mu.Lock()
 	defer seg.mu.Unlock()
@@ -112,8 +111,12 @@ func (s *Store) evict(seg *segment) error {
 		return nil
 	}
 	if !seg.onDisk {
-		if err := writeSpill(s.spillPath(seg), seg, seg.bytes(b)); err != nil {
+		direct, err := s.writeSpill(s.spillPath(seg), seg, b.b)
+		if err != nil {
 			return fmt.Errorf("%w: segment %d of %v: %w", ErrSpill, seg.index, seg.st.key, err)
+		}
+		if direct {
+			s.directSpills.Add(1)
 		}
 		seg.onDisk = true
 		s.diskBytes.Add(int64(seg.size))
@@ -149,8 +152,5 @@ func (s *Store) drop(seg *segment) error {
 	}
 	seg.onDisk = false
 	s.diskBytes.Add(-int64(seg.size))
-	if err := os.Remove(s.spillPath(seg)); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	return nil
+	return s.retireFile(s.spillPath(seg))
 }

@@ -34,8 +34,17 @@ type Store struct {
 	spills    atomic.Int64
 	loads     atomic.Int64
 
-	spillMu sync.Mutex
-	victims []victim // scratch of maybeSpill, guarded by spillMu
+	spillMu  sync.Mutex
+	victims  []victim // scratch of maybeSpill, guarded by spillMu
+	spillHdr []byte   // aligned scratch header block of writeSpill, guarded by spillMu
+
+	openDirect   func(path string, flag int) (*os.File, error) // opens a spill file for O_DIRECT writes
+	noDirect     atomic.Bool                                   // no Config.DirectIO, or O_DIRECT failed here: write spill files buffered
+	directSpills atomic.Int64                                  // spill files written with O_DIRECT so far
+
+	fileMu    sync.Mutex
+	freeFiles []string // spill files kept for reuse (retireFile)
+	fileSeq   uint64   // names the free files
 
 	lruMu    sync.Mutex
 	resident map[*segment]struct{} // immutable segments held in memory
@@ -101,7 +110,10 @@ func Open(cfg Config) (*Store, error) {
 		spaces:   make(map[string]map[uint64]*stream),
 		done:     make(chan struct{}),
 		resident: make(map[*segment]struct{}),
+
+		openDirect: openDirectFile,
 	}
+	s.noDirect.Store(!cfg.DirectIO)
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("cache: open: %w", err)
@@ -190,7 +202,9 @@ func (s *Store) Stat(k Key) (length int64, sealed bool, err error) {
 	return st.length, st.sealed, nil
 }
 
-// Delete removes k's stream, its memory and its spill files. Wait calls on
+// Delete removes k's stream, its memory and its spill files (the store
+// keeps up to 512 MiB of them, renamed, for later spills to overwrite:
+// see the package documentation). Wait calls on
 // it return ErrNotFound; a later Append creates a new, empty stream.
 // Errors: ErrNotFound, ErrClosed.
 func (s *Store) Delete(k Key) error {
