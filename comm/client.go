@@ -23,7 +23,9 @@ type Config struct {
 	// direct path, so every byte goes through the cache.
 	DirectAddr string
 	// Dialer opens connections, to servers and to writers. Nil means TCP,
-	// or a Unix socket to a server or writer on this host (see HostID).
+	// or an abstract Unix socket to a server or writer in this host's
+	// network namespace, which they advertise (docs/ARCHITECTURE.md,
+	// Transports). Connections made through a Dialer are always TCP.
 	Dialer Dialer
 	// MaxPayload bounds a frame's payload. Zero means 4 MiB; it must not
 	// exceed the servers' own bound.

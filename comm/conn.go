@@ -22,7 +22,7 @@ import (
 // writes are serialised by wmu.
 type conn struct {
 	c     net.Conn
-	src   io.Reader     // under br: c itself, or a spinReader over it
+	src   io.Reader     // under br: c itself, or a spin.Reader over it
 	br    *bufio.Reader // under r, shared: data frames are streamed from it (see dataHeader)
 	r     *wire.Reader
 	wmu   sync.Mutex
