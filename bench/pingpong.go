@@ -70,7 +70,71 @@ func runPingpong(ctx context.Context, quick bool) error {
 	if quick {
 		iters = 200
 	}
-	return p.latency(ctx, iters, runs)
+	if err := p.latency(ctx, iters, runs); err != nil {
+		return err
+	}
+	setups := 200
+	if quick {
+		setups = 20
+	}
+	return p.setup(ctx, setups, runs)
+}
+
+// setup measures what a channel costs to set up and tear down: per round,
+// a fresh pair of channels (create, attach, one 8-byte round trip,
+// close), against a fresh TCP connection per round (dial, accept, one
+// 8-byte round trip, close).
+func (p *pp) setup(ctx context.Context, rounds, runs int) error {
+	var tcp, chans samples
+	for i := -1; i < runs; i++ {
+		t1, err := p.tcpSetup(rounds)
+		if err != nil {
+			return err
+		}
+		t2, err := p.chanPingpong(ctx, 8, 1, rounds)
+		if err != nil {
+			return err
+		}
+		if i >= 0 {
+			tcp = append(tcp, float64(t1.Microseconds())/float64(rounds))
+			chans = append(chans, float64(t2.Microseconds())/float64(rounds))
+		}
+	}
+	param := map[string]any{"size": 8, "count": rounds}
+	emit(result{Bench: "pingpong", Case: "tcp-setup", Param: param, Metric: "us", Better: "lower"}, tcp, "", nil)
+	emit(result{Bench: "pingpong", Case: "setup", Param: param, Metric: "us", Better: "lower"}, chans, "tcp-setup", tcp)
+	return nil
+}
+
+// tcpSetup times n rounds of a fresh TCP connection from the peer: accept,
+// an 8-byte round trip, close.
+func (p *pp) tcpSetup(n int) (time.Duration, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	if err := p.command("setup %d %s", n, l.Addr()); err != nil {
+		return 0, err
+	}
+	buf := p.buf[:8]
+	start := time.Now()
+	for range n {
+		c, err := l.Accept()
+		if err != nil {
+			return 0, err
+		}
+		_, err = c.Write(buf)
+		if err == nil {
+			_, err = io.ReadFull(c, buf)
+		}
+		c.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
+	d := time.Since(start)
+	return d, p.awaitOK()
 }
 
 // throughput measures one message size in the three cases, interleaved.
@@ -440,6 +504,22 @@ func (p *pp) peerCase(ctx context.Context, f []string) error {
 				return err
 			}
 			if _, err := data.Write(buf); err != nil {
+				return err
+			}
+		}
+	case "setup":
+		buf := p.buf[:8]
+		for range atoi(f[1]) {
+			c, err := net.Dial("tcp", f[2])
+			if err != nil {
+				return err
+			}
+			_, err = io.ReadFull(c, buf)
+			if err == nil {
+				_, err = c.Write(buf)
+			}
+			c.Close()
+			if err != nil {
 				return err
 			}
 		}
