@@ -124,16 +124,21 @@ func (c *conn) dataHeader(req uint32, prefixMax int) (off int64, n int, ok bool,
 
 // send writes one message frame with a fresh request id and returns it.
 func (c *conn) send(t wire.Type, m proto.Msg) (uint32, error) {
-	c.req++
-	if c.req == 0 {
-		c.req = 1
-	}
-	req := c.req
+	req := c.nextReq()
 	b := proto.AppendMsg(nil, t, req, m)
 	c.wmu.Lock()
 	_, err := c.c.Write(b)
 	c.wmu.Unlock()
 	return req, err
+}
+
+// nextReq returns a fresh request id.
+func (c *conn) nextReq() uint32 {
+	c.req++
+	if c.req == 0 {
+		c.req = 1
+	}
+	return c.req
 }
 
 // sendReq writes a frame carrying the given request id (a cancel, say).

@@ -193,9 +193,6 @@ func (w *Writer) Close(ctx context.Context) error {
 	length := w.off
 	w.mu.Unlock()
 	if err == nil {
-		err = w.cs.flush(ctx)
-	}
-	if err == nil {
 		err = w.seal(ctx, length)
 	}
 	w.mu.Lock()
@@ -210,8 +207,16 @@ func (w *Writer) Close(ctx context.Context) error {
 	return err
 }
 
+// seal sends the queued bytes and the Close request behind them in one
+// write from this goroutine (no hand-off to the sending goroutine), then
+// waits for the answer, which comes once the cache holds everything.
 func (w *Writer) seal(ctx context.Context, length int64) error {
-	err := w.roundTrip(ctx, proto.TClose, &proto.Close{Space: w.s.name, Instance: w.info.Instance, Length: length})
+	req := w.c.nextReq()
+	frame := proto.AppendMsg(nil, proto.TClose, req, &proto.Close{Space: w.s.name, Instance: w.info.Instance, Length: length})
+	err := w.cs.flushWith(ctx, frame)
+	if err == nil {
+		err = w.await(ctx, req)
+	}
 	if err != nil {
 		return fmt.Errorf("comm: close %q: %w", w.info.Name, err)
 	}
@@ -233,12 +238,16 @@ func (w *Writer) Flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := w.cs.flush(ctx); err != nil {
-		return fmt.Errorf("comm: flush %q: %w", w.info.Name, err)
-	}
 	// The server handles a connection's frames in order: its answer to
-	// this request comes after every write before it was appended.
-	if err := w.roundTrip(ctx, proto.TStat, &proto.Stat{Space: w.s.name, Name: w.info.Name}); err != nil {
+	// this request, sent behind the queued bytes, comes after every write
+	// before it was appended.
+	req := w.c.nextReq()
+	frame := proto.AppendMsg(nil, proto.TStat, req, &proto.Stat{Space: w.s.name, Name: w.info.Name})
+	err = w.cs.flushWith(ctx, frame)
+	if err == nil {
+		err = w.await(ctx, req)
+	}
+	if err != nil {
 		return fmt.Errorf("comm: flush %q: %w", w.info.Name, err)
 	}
 	return nil
@@ -251,6 +260,11 @@ func (w *Writer) roundTrip(ctx context.Context, t wire.Type, m proto.Msg) error 
 	if err != nil {
 		return err
 	}
+	return w.await(ctx, req)
+}
+
+// await waits for the answer to request req.
+func (w *Writer) await(ctx context.Context, req uint32) error {
 	for {
 		select {
 		case f := <-w.replies:
@@ -356,6 +370,7 @@ type cacheSender struct {
 	lazy     bool          // direct readers hold the bytes: batch small writes (see lazyBytes)
 	delay    time.Duration // lazyDelay; tests lengthen it
 	flushing int           // flush calls waiting
+	writing  bool          // run or flushWith is writing to the connection
 	due      bool          // the batching delay has passed
 	timer    *time.Timer
 	stopped  bool
@@ -538,7 +553,7 @@ func (cs *cacheSender) run() {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for {
-		for !cs.stopped && !cs.ready() {
+		for !cs.stopped && (cs.writing || !cs.ready()) {
 			cs.cond.Wait()
 		}
 		if cs.stopped {
@@ -547,12 +562,14 @@ func (cs *cacheSender) run() {
 		cs.due = false
 		bufs, hdr = cs.frames(bufs[:0], hdr[:0])
 		target := cs.end
+		cs.writing = true
 		cs.mu.Unlock()
 		cs.c.c.SetWriteDeadline(time.Now().Add(cacheWriteDeadline))
 		cs.c.wmu.Lock()
 		_, err := bufs.WriteTo(cs.c.c)
 		cs.c.wmu.Unlock()
 		cs.mu.Lock()
+		cs.writing = false
 		if err != nil {
 			cs.err = fmt.Errorf("comm: write to cache: %w", err)
 			cs.fail(cs.err)
@@ -563,6 +580,57 @@ func (cs *cacheSender) run() {
 		cs.trim()
 		cs.cond.Broadcast()
 	}
+}
+
+// flushWith writes every queued byte, then extra (a request frame that
+// must follow them), in one vectored write from the caller's goroutine,
+// once the sending goroutine is not writing. Errors: the sending
+// goroutine's write failure, ErrClosed after stop, ctx.Err(), the write's
+// own failure.
+func (cs *cacheSender) flushWith(ctx context.Context, extra []byte) error {
+	stop := context.AfterFunc(ctx, func() {
+		cs.mu.Lock()
+		cs.cond.Broadcast()
+		cs.mu.Unlock()
+	})
+	defer stop()
+	cs.mu.Lock()
+	for cs.writing && cs.err == nil && !cs.stopped && ctx.Err() == nil {
+		cs.cond.Wait()
+	}
+	switch {
+	case cs.err != nil:
+		err := cs.err
+		cs.mu.Unlock()
+		return err
+	case cs.stopped:
+		cs.mu.Unlock()
+		return ErrClosed
+	case ctx.Err() != nil:
+		cs.mu.Unlock()
+		return ctx.Err()
+	}
+	bufs, _ := cs.frames(nil, nil)
+	bufs = append(bufs, extra)
+	target := cs.end
+	cs.writing = true
+	cs.mu.Unlock()
+	cs.c.c.SetWriteDeadline(time.Now().Add(cacheWriteDeadline))
+	cs.c.wmu.Lock()
+	_, err := bufs.WriteTo(cs.c.c)
+	cs.c.wmu.Unlock()
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.writing = false
+	defer cs.cond.Broadcast()
+	if err != nil {
+		cs.err = fmt.Errorf("comm: write to cache: %w", err)
+		cs.fail(cs.err)
+		return cs.err
+	}
+	cs.sent = target
+	cs.trim()
+	return nil
 }
 
 // ready reports whether there are bytes to send now: a lazy sender waits
