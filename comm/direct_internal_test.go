@@ -342,7 +342,7 @@ func TestCacheSenderBatchesAndKeepsHistory(t *testing.T) {
 			t.Fatalf("a lazy sender sent %d bytes of small writes before a flush", sent)
 		}
 	}
-	if err := cs.flush(testCtx(t)); err != nil {
+	if err := cs.flushWith(testCtx(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	frames := 0
@@ -377,7 +377,7 @@ func TestCacheSenderBatchesAndKeepsHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := int64(len(want) + len(big))
-	if err := cs.flush(testCtx(t)); err != nil {
+	if err := cs.flushWith(testCtx(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := cs.since(0, end); ok {

@@ -310,7 +310,7 @@ func (w *Writer) Detach() error {
 		s.abort()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), detachFlush)
-	w.cs.flush(ctx)
+	w.cs.flushWith(ctx, nil)
 	cancel()
 	w.release()
 	return nil
@@ -362,30 +362,29 @@ type cacheSender struct {
 	pool  *sync.Pool
 	fail  func(error)
 
-	mu       sync.Mutex
-	cond     *sync.Cond    // broadcast whenever sent, end, stopped, err, flushing or due change
-	blocks   []*block      // in offset order; only the last one is still filled
-	sent     int64         // bytes below sent are written to the connection
-	end      int64         // offset after the last queued byte
-	lazy     bool          // direct readers hold the bytes: batch small writes (see lazyBytes)
-	delay    time.Duration // lazyDelay; tests lengthen it
-	flushing int           // flush calls waiting
-	writing  bool          // run or flushWith is writing to the connection
-	due      bool          // the batching delay has passed
-	timer    *time.Timer
-	stopped  bool
-	err      error
-	done     chan struct{}
+	mu      sync.Mutex
+	cond    *sync.Cond    // broadcast whenever sent, end, stopped, err, writing or due change
+	blocks  []*block      // in offset order; only the last one is still filled
+	sent    int64         // bytes below sent are written to the connection
+	end     int64         // offset after the last queued byte
+	lazy    bool          // direct readers hold the bytes: batch small writes (see lazyBytes)
+	delay   time.Duration // lazyDelay; tests lengthen it
+	writing bool          // run or flushWith is writing to the connection
+	due     bool          // the batching delay has passed
+	timer   *time.Timer
+	stopped bool
+	err     error
+	done    chan struct{}
 }
 
 // While the writer has direct readers, which get every byte at once, the
 // cache gets small writes in batches: the sender waits until lazyBytes are
-// queued or lazyDelay has passed since the first of them, or a flush (Close)
-// asks, sparing a write and a server wake-up per message. (With 64 KiB
-// batches, a 1 KiB ping-pong's round trip was 50-126 µs; with 1 MiB ones
-// 26-36.) A reader
-// attaching meanwhile is served from the writer's memory (since); one that
-// follows the cache sees the bytes up to lazyDelay later.
+// queued or lazyDelay has passed since the first of them (Close and Flush
+// write what is left themselves), sparing a write and a server wake-up per
+// message. With 64 KiB batches a 1 KiB ping-pong's round trip was 50-126
+// µs, with 1 MiB ones 26-36. A reader attaching meanwhile is served from
+// the writer's memory (since); one that follows the cache sees the bytes
+// up to lazyDelay later.
 const (
 	lazyBytes = 1 << 20
 	lazyDelay = time.Millisecond
@@ -461,9 +460,8 @@ func (cs *cacheSender) signal(wasIdle bool) {
 
 // write hands p, at off, to the cache: itself, from the caller's
 // goroutine and without a copy, when p is large (ownWriteMin), nothing is
-// queued, and
-// the history no longer needs the bytes (the stream is past its first
-// writerHistory bytes); otherwise by push. The write then happens while
+// queued, and the history no longer needs the bytes (the stream is past
+// its first writerHistory bytes); otherwise by push. The write then happens while
 // the direct readers read what Write gave them just before.
 func (cs *cacheSender) write(off int64, p []byte) error {
 	cs.mu.Lock()
@@ -483,17 +481,11 @@ func (cs *cacheSender) write(off int64, p []byte) error {
 		bufs = append(bufs, hdr[start:len(hdr):len(hdr)], p[at:at+n])
 		at += n
 	}
-	cs.c.c.SetWriteDeadline(time.Now().Add(cacheWriteDeadline))
-	cs.c.wmu.Lock()
-	_, err := bufs.WriteTo(cs.c.c)
-	cs.c.wmu.Unlock()
+	err := cs.writeFrames(bufs)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if err != nil {
-		cs.err = fmt.Errorf("comm: write to cache: %w", err)
-		cs.fail(cs.err)
-		cs.cond.Broadcast()
-		return cs.err
+		return cs.failed(err)
 	}
 	cs.end += int64(len(p))
 	cs.sent = cs.end
@@ -561,32 +553,55 @@ func (cs *cacheSender) run() {
 		}
 		cs.due = false
 		bufs, hdr = cs.frames(bufs[:0], hdr[:0])
-		target := cs.end
-		cs.writing = true
-		cs.mu.Unlock()
-		cs.c.c.SetWriteDeadline(time.Now().Add(cacheWriteDeadline))
-		cs.c.wmu.Lock()
-		_, err := bufs.WriteTo(cs.c.c)
-		cs.c.wmu.Unlock()
-		cs.mu.Lock()
-		cs.writing = false
-		if err != nil {
-			cs.err = fmt.Errorf("comm: write to cache: %w", err)
-			cs.fail(cs.err)
-			cs.cond.Broadcast()
+		if cs.sendLocked(bufs, cs.end) != nil {
 			return
 		}
-		cs.sent = target
-		cs.trim()
-		cs.cond.Broadcast()
 	}
 }
 
+// sendLocked writes bufs, the frames of the queued bytes up to target and
+// whatever follows them, with the connection marked busy (writing), then
+// records the outcome: the bytes sent, or the sticky error. cs.mu must be
+// held; it is released during the write.
+func (cs *cacheSender) sendLocked(bufs net.Buffers, target int64) error {
+	cs.writing = true
+	cs.mu.Unlock()
+	err := cs.writeFrames(bufs)
+	cs.mu.Lock()
+	cs.writing = false
+	if err != nil {
+		return cs.failed(err)
+	}
+	cs.sent = target
+	cs.trim()
+	cs.cond.Broadcast()
+	return nil
+}
+
+// writeFrames writes bufs to the cache connection under the write
+// deadline.
+func (cs *cacheSender) writeFrames(bufs net.Buffers) error {
+	cs.c.c.SetWriteDeadline(time.Now().Add(cacheWriteDeadline))
+	cs.c.wmu.Lock()
+	defer cs.c.wmu.Unlock()
+	_, err := bufs.WriteTo(cs.c.c)
+	return err
+}
+
+// failed records a failed write to the cache (sticky, and reported to the
+// writer) and returns it. cs.mu must be held.
+func (cs *cacheSender) failed(err error) error {
+	cs.err = fmt.Errorf("comm: write to cache: %w", err)
+	cs.fail(cs.err)
+	cs.cond.Broadcast()
+	return cs.err
+}
+
 // flushWith writes every queued byte, then extra (a request frame that
-// must follow them), in one vectored write from the caller's goroutine,
-// once the sending goroutine is not writing. Errors: the sending
-// goroutine's write failure, ErrClosed after stop, ctx.Err(), the write's
-// own failure.
+// must follow them, or nil), in one vectored write from the caller's
+// goroutine, once the sending goroutine is not writing. Errors: the
+// sending goroutine's write failure, ErrClosed after stop, ctx.Err(), the
+// write's own failure.
 func (cs *cacheSender) flushWith(ctx context.Context, extra []byte) error {
 	stop := context.AfterFunc(ctx, func() {
 		cs.mu.Lock()
@@ -595,49 +610,34 @@ func (cs *cacheSender) flushWith(ctx context.Context, extra []byte) error {
 	})
 	defer stop()
 	cs.mu.Lock()
+	defer cs.mu.Unlock()
 	for cs.writing && cs.err == nil && !cs.stopped && ctx.Err() == nil {
 		cs.cond.Wait()
 	}
 	switch {
 	case cs.err != nil:
-		err := cs.err
-		cs.mu.Unlock()
-		return err
+		return cs.err
 	case cs.stopped:
-		cs.mu.Unlock()
 		return ErrClosed
 	case ctx.Err() != nil:
-		cs.mu.Unlock()
 		return ctx.Err()
 	}
 	bufs, _ := cs.frames(nil, nil)
-	bufs = append(bufs, extra)
-	target := cs.end
-	cs.writing = true
-	cs.mu.Unlock()
-	cs.c.c.SetWriteDeadline(time.Now().Add(cacheWriteDeadline))
-	cs.c.wmu.Lock()
-	_, err := bufs.WriteTo(cs.c.c)
-	cs.c.wmu.Unlock()
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	cs.writing = false
-	defer cs.cond.Broadcast()
-	if err != nil {
-		cs.err = fmt.Errorf("comm: write to cache: %w", err)
-		cs.fail(cs.err)
-		return cs.err
+	if len(extra) > 0 {
+		bufs = append(bufs, extra)
 	}
-	cs.sent = target
-	cs.trim()
-	return nil
+	if len(bufs) == 0 {
+		return nil
+	}
+	return cs.sendLocked(bufs, cs.end)
 }
 
 // ready reports whether there are bytes to send now: a lazy sender waits
-// for its timer, a large enough batch, or a flush. cs.mu must be held.
+// for its timer or a large enough batch (Close and Flush write the rest
+// themselves, see flushWith). cs.mu must be held.
 func (cs *cacheSender) ready() bool {
 	n := cs.end - cs.sent
-	return n > 0 && (!cs.lazy || cs.due || cs.flushing > 0 || n >= lazyBytes)
+	return n > 0 && (!cs.lazy || cs.due || n >= lazyBytes)
 }
 
 func (cs *cacheSender) wake() {
@@ -724,35 +724,6 @@ func (cs *cacheSender) since(from, to int64) ([]byte, bool) {
 		out = append(out, b.buf[max(from, b.off)-b.off:min(to, end)-b.off]...)
 	}
 	return out, true
-}
-
-// flush waits until every queued byte is written to the connection.
-// Errors: the sending goroutine's write failure, ErrClosed after stop,
-// ctx.Err().
-func (cs *cacheSender) flush(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() {
-		cs.mu.Lock()
-		cs.cond.Broadcast()
-		cs.mu.Unlock()
-	})
-	defer stop()
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	cs.flushing++
-	defer func() { cs.flushing-- }()
-	cs.cond.Broadcast()
-	for cs.err == nil && !cs.stopped && cs.sent < cs.end && ctx.Err() == nil {
-		cs.cond.Wait()
-	}
-	switch {
-	case cs.err != nil:
-		return cs.err
-	case cs.sent == cs.end:
-		return nil
-	case cs.stopped:
-		return ErrClosed
-	}
-	return ctx.Err()
 }
 
 // stop ends the sending goroutine, dropping what is still queued, waits for
