@@ -157,7 +157,8 @@ func TestForeignEndpointUsesTCP(t *testing.T) {
 // (no allocation per read), the context's end cuts a blocked read, and a
 // read begun after the end does not start.
 func TestWatcher(t *testing.T) {
-	a, peer := unixPair(t)
+	a, peer := net.Pipe()
+	defer a.Close()
 	c := newConn(a, 1<<20, 0)
 	var w watcher
 	defer w.release()
@@ -190,25 +191,4 @@ func TestWatcher(t *testing.T) {
 		t.Fatal("a read began on an ended context")
 	}
 	peer.Close()
-}
-
-// unixPair returns the two ends of a Unix socket pair.
-func unixPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	dir := t.TempDir()
-	l, err := net.Listen("unix", dir+"/s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	a, err := net.Dial("unix", dir+"/s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
 }
