@@ -52,6 +52,12 @@ type Config struct {
 	// the price of a core spinning meanwhile. Zero means 50µs; negative
 	// turns spinning off. There is no spinning when GOMAXPROCS is 1.
 	SpinRead time.Duration
+	// SharedRing is the size of the shared-memory ring a writer's
+	// connection to a server on the same host offers, the first time it
+	// has a large write for the cache (see package shm): the bytes then
+	// go through the ring instead of the socket. Zero means 8 MiB;
+	// negative turns rings off.
+	SharedRing int
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -79,6 +85,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SpinRead == 0 {
 		c.SpinRead = 50 * time.Microsecond
+	}
+	if c.SharedRing == 0 {
+		c.SharedRing = 2 << 20
 	}
 	return c, nil
 }
@@ -116,7 +125,7 @@ func New(cfg Config) (*Client, error) {
 		if ll, ep, err := local.Listen("direct"); err == nil { // best effort: TCP serves everyone
 			ls, eps = append(ls, ll), eps+","+ep
 		}
-		c.direct = newDirectServer(ls, eps, cfg.MaxPayload, cfg.DirectWindow)
+		c.direct = newDirectServer(ls, eps, cfg.MaxPayload, cfg.DirectWindow, cfg.SharedRing)
 	}
 	return c, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pispace/pispace/comm/internal/local"
 	"github.com/pispace/pispace/comm/internal/proto"
+	"github.com/pispace/pispace/comm/internal/shm"
 	spinread "github.com/pispace/pispace/comm/internal/spin"
 	"github.com/pispace/pispace/comm/wire"
 )
@@ -32,6 +33,23 @@ type conn struct {
 	// answer; nil on the accepting side.
 	welcome func(local string)
 	max     int // largest payload accepted
+	// ringSize is the size of the shared ring to offer for large data
+	// frames (a Unix socket to a server), 0 for none; tx is the ring
+	// once offered. Both are guarded by wmu.
+	ringSize int
+	tx       *shm.Tx
+	big      int64 // bytes of large pieces sent while there is no ring (shm.After)
+	// writeData's buffers, reused from one call to the next.
+	wbufs net.Buffers
+	whdr  []byte
+	// fds collects the descriptors the peer sends over a Unix socket, and
+	// rx is the peer's shared ring once offered; both belong to the
+	// reading goroutine, like r.
+	fds *shm.Reader
+	rx  *shm.Rx
+	// Bytes of large pieces sent through the ring, and sent inline for
+	// want of room in it (for tests). Guarded by wmu.
+	ringBytes, ringMissed int64
 }
 
 // dial connects to a server, or to a writer's direct-path listener, at
@@ -61,6 +79,9 @@ func (cl *Client) dial(ctx context.Context, endpoints string) (*conn, error) {
 		nc.SetWriteBuffer(cl.cfg.CacheQueue)
 	}
 	c := newConn(nc, cl.cfg.MaxPayload+1024, cl.cfg.SpinRead)
+	if _, ok := nc.(*net.UnixConn); ok {
+		c.ringSize = max(cl.cfg.SharedRing, 0)
+	}
 	c.welcome = func(local string) {
 		cl.mu.Lock()
 		cl.local[server] = local
@@ -82,9 +103,16 @@ const frameBuffer = 64 << 10
 // newConn wraps nc; its reads busy-poll the socket for up to spin before
 // parking (see package spin), none when spin is not positive.
 func newConn(nc net.Conn, max int, spin time.Duration) *conn {
-	src := spinread.New(nc, spin)
+	var fds *shm.Reader
+	var src io.Reader
+	if uc, ok := nc.(*net.UnixConn); ok {
+		fds = shm.NewReader(uc)
+		src = spinread.NewSource(nc, fds, spin)
+	} else {
+		src = spinread.New(nc, spin)
+	}
 	br := bufio.NewReaderSize(src, frameBuffer)
-	return &conn{c: nc, src: src, br: br, r: wire.NewReader(br, max), max: max}
+	return &conn{c: nc, src: src, br: br, r: wire.NewReader(br, max), max: max, fds: fds}
 }
 
 // dataHeader reads, when the next frame is a data frame of request req, its
@@ -102,7 +130,7 @@ func (c *conn) dataHeader(req uint32, prefixMax int) (off int64, n int, ok bool,
 	}
 	size := int(binary.LittleEndian.Uint32(h[8:]))
 	if h[0] != wire.Version || wire.Type(h[1]) != proto.TData || binary.LittleEndian.Uint32(h[4:]) != req ||
-		binary.LittleEndian.Uint16(h[2:])&^wire.FlagMask != 0 || size > c.max {
+		binary.LittleEndian.Uint16(h[2:]) != 0 || size > c.max {
 		return 0, 0, false, nil // not ours, or malformed: Next handles it
 	}
 	// The prefix: space name, instance, offset.
@@ -177,7 +205,7 @@ func (c *conn) callCtx(ctx context.Context, t wire.Type, m proto.Msg) (wire.Fram
 // await reads frames until one answers req, skipping stale ones.
 func (c *conn) await(req uint32) (wire.Frame, error) {
 	for {
-		f, err := c.r.Next()
+		f, err := c.next()
 		if err != nil {
 			return f, err
 		}
@@ -252,7 +280,26 @@ func (c *conn) callInfo(ctx context.Context, t wire.Type, m proto.Msg) (*proto.I
 	return &info, nil
 }
 
-func (c *conn) close() error { return c.c.Close() }
+// close closes the connection, then unmaps its ring: the close first, so
+// that a write stuck on the connection, holding wmu, returns.
+// The peer's ring is unmapped too: a connection that carries shared data
+// (a reader's) is closed by its reading goroutine, which holds no view of
+// the ring by then.
+func (c *conn) close() error {
+	err := c.c.Close()
+	c.wmu.Lock()
+	if c.rx != nil {
+		c.rx.Close()
+		c.rx = nil
+	}
+	if c.tx != nil {
+		c.tx.Close()
+		c.tx = nil
+	}
+	c.ringSize = 0
+	c.wmu.Unlock()
+	return err
+}
 
 // ctxErr prefers the context's error when the context ended, so callers see
 // context.Canceled or DeadlineExceeded rather than an I/O timeout.

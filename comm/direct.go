@@ -18,6 +18,7 @@ type directServer struct {
 	eps    string // the listeners' endpoints, comma-separated
 	max    int
 	window int
+	ring   int // shared ring offered to a reader of this host; not positive: none
 
 	mu       sync.Mutex
 	writers  map[wkey]*Writer
@@ -34,9 +35,11 @@ type wkey struct {
 }
 
 // newDirectServer serves the listeners, whose endpoints (see local.go)
-// are eps.
-func newDirectServer(ls []net.Listener, eps string, max, window int) *directServer {
-	d := &directServer{ls: ls, eps: eps, max: max, window: window, writers: map[wkey]*Writer{}, conns: map[net.Conn]struct{}{}}
+// are eps; ring is the size of the shared ring offered to a reader of
+// this host (Config.SharedRing).
+func newDirectServer(ls []net.Listener, eps string, max, window, ring int) *directServer {
+	d := &directServer{ls: ls, eps: eps, max: max, window: window, ring: ring, writers: map[wkey]*Writer{},
+		conns: map[net.Conn]struct{}{}}
 	d.created = sync.NewCond(&d.mu)
 	for _, l := range ls {
 		d.wg.Add(1)
@@ -134,6 +137,9 @@ func (d *directServer) serve(nc net.Conn) {
 	}
 	window := sendWindow(nc, d.window) // no inline writes unless the send buffer is known to hold them
 	c := newConn(nc, d.max+1024, 0)    // it waits for acks: no spinning
+	if _, ok := nc.(*net.UnixConn); ok {
+		c.ringSize = max(d.ring, 0)
+	}
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	f, err := c.r.Next()
 	if err != nil || f.Type != proto.THello {
@@ -295,8 +301,7 @@ type sink struct {
 	dead   bool
 	done   chan struct{}
 
-	frames net.Buffers // Write's frames; used while busy
-	hdr    []byte
+	pieces []piece // Write's pieces; used while busy
 }
 
 type sinkItem struct {
@@ -390,21 +395,16 @@ func (s *sink) recycle(items []sinkItem) {
 
 // writeInline writes p at off as data frames, from Write's goroutine.
 func (s *sink) writeInline(off int64, p []byte) error {
-	bufs, hdr := s.frames[:0], s.hdr[:0]
+	pieces := s.pieces[:0]
 	for len(p) > 0 {
 		n := min(len(p), s.chunk)
-		start := len(hdr)
-		hdr = proto.AppendDataHeader(hdr, proto.TData, s.req, s.space, s.inst, off, n)
-		bufs = append(bufs, hdr[start:len(hdr):len(hdr)], p[:n])
+		pieces = append(pieces, piece{off, p[:n]})
 		p = p[n:]
 		off += int64(n)
 	}
-	s.hdr = hdr
-	s.frames = bufs[:0]
-	s.c.wmu.Lock()
-	_, err := bufs.WriteTo(s.c.c)
-	s.c.wmu.Unlock()
-	clear(s.frames[:cap(s.frames)]) // drop references to the caller's buffer
+	err := s.c.writeData(proto.TData, s.req, s.space, s.inst, pieces, nil, time.Time{})
+	clear(pieces) // drop references to the caller's buffer
+	s.pieces = pieces[:0]
 	return err
 }
 
@@ -472,8 +472,7 @@ func (s *sink) run() {
 		s.kill()
 		return
 	}
-	var hdr []byte
-	var bufs net.Buffers
+	var pieces []piece
 	for {
 		for (len(s.q) == 0 && s.end == nil || s.busy) && !s.dead {
 			s.cond.Wait()
@@ -492,18 +491,13 @@ func (s *sink) run() {
 		s.queued = 0
 		s.busy = true
 		s.mu.Unlock()
-		bufs, hdr = bufs[:0], hdr[:0]
+		pieces = pieces[:0]
 		for _, it := range items {
-			start := len(hdr)
-			hdr = proto.AppendDataHeader(hdr, proto.TData, s.req, s.space, s.inst, it.off, len(it.data))
-			bufs = append(bufs, hdr[start:len(hdr):len(hdr)], it.data)
+			pieces = append(pieces, piece{it.off, it.data})
 		}
-		s.c.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		s.c.wmu.Lock()
-		_, err := bufs.WriteTo(s.c.c)
-		s.c.wmu.Unlock()
+		err := s.c.writeData(proto.TData, s.req, s.space, s.inst, pieces, nil, time.Now().Add(30*time.Second))
 		s.c.c.SetWriteDeadline(time.Time{}) // inline writes have none
-		clear(bufs)
+		clear(pieces)
 		s.recycle(items)
 		s.mu.Lock()
 		s.busy = false

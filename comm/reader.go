@@ -56,9 +56,14 @@ type Reader struct {
 	watch watcher // cuts blocked reads when their context ends
 
 	pending []byte // rest of the current data frame, when read whole
-	left    int    // bytes of the current data frame still on the connection
-	eof     bool
-	closed  bool
+	// ringConn is the connection whose shared ring pending lies in, to
+	// release once pending is read; nil when pending is not in a ring.
+	ringConn *conn
+	ringRead int64 // bytes read from shared rings (for tests)
+	ringDir  int64 // of which on the direct path
+	left     int   // bytes of the current data frame still on the connection
+	eof      bool
+	closed   bool
 }
 
 func newReader(ctx context.Context, s *Space, name string, anyInst bool, o attachOpts) (*Reader, error) {
@@ -103,6 +108,9 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 		if len(r.pending) > 0 {
 			n := copy(p, r.pending)
 			r.pending = r.pending[n:]
+			if len(r.pending) == 0 {
+				r.releaseRing()
+			}
 			r.delivered(n)
 			return n, nil
 		}
@@ -117,6 +125,15 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 		}
 	}
 	return 0, io.EOF
+}
+
+// releaseRing gives the shared ring's bytes of the frame just read back to
+// the peer.
+func (r *Reader) releaseRing() {
+	if r.ringConn != nil {
+		r.ringConn.rx.Release()
+		r.ringConn = nil
+	}
 }
 
 // delivered accounts for n bytes handed to the caller.
@@ -248,7 +265,7 @@ func (r *Reader) fill(ctx context.Context) error {
 	if err == nil && ok {
 		err = r.dataFrame(c, off, n)
 	} else if err == nil {
-		f, err = c.r.Next()
+		f, err = c.next()
 	}
 	if r.watch.end(ctx) {
 		// The deadline fired: the connection may be mid-frame. Drop it and
@@ -271,7 +288,7 @@ func (r *Reader) fill(ctx context.Context) error {
 	if f.Req != r.req {
 		return nil // stale frame of an earlier stream
 	}
-	return r.frame(f)
+	return r.frame(c, f)
 }
 
 // dataFrame positions the reader in a data frame of n bytes at off whose
@@ -290,18 +307,31 @@ func (r *Reader) dataFrame(c *conn, off int64, n int) error {
 	return nil
 }
 
-// frame handles one frame of the current stream.
-func (r *Reader) frame(f wire.Frame) error {
+// frame handles one frame of the current stream, which came on c.
+func (r *Reader) frame(c *conn, f wire.Frame) error {
 	switch f.Type {
 	case proto.TData:
 		_, _, off, data, err := proto.DecodeData(f.Payload)
 		if err != nil {
 			return err
 		}
+		if f.Flags&proto.FlagShared != 0 {
+			if data, err = c.shared(data); err != nil {
+				return err
+			}
+			r.ringConn = c
+			r.ringRead += int64(len(data))
+			if r.src == srcDirect {
+				r.ringDir += int64(len(data))
+			}
+		}
 		if off > r.off || off+int64(len(data)) < r.off {
 			return fmt.Errorf("%w: data at offset %d, reader at %d", ErrProtocol, off, r.off)
 		}
 		r.pending = data[r.off-off:]
+		if len(r.pending) == 0 {
+			r.releaseRing()
+		}
 		return nil
 	case proto.TEOF:
 		var m proto.EOF
@@ -503,6 +533,7 @@ func (r *Reader) Close() error {
 	}
 	r.closed = true
 	r.watch.release()
+	r.pending, r.ringConn = nil, nil // the rings go with the connections
 	if r.dc != nil {
 		r.dc.close()
 	}

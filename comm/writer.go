@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
@@ -472,16 +471,13 @@ func (cs *cacheSender) write(off int64, p []byte) error {
 	cs.mu.Unlock()
 	// The sending goroutine is idle (nothing queued) and only Write, on
 	// this goroutine, queues: it stays idle until this returns.
-	var bufs net.Buffers
-	var hdr []byte
+	var pieces []piece
 	for at := 0; at < len(p); {
 		n := min(len(p)-at, cs.chunk)
-		start := len(hdr)
-		hdr = proto.AppendDataHeader(hdr, proto.TWrite, 0, cs.space, cs.inst, off+int64(at), n)
-		bufs = append(bufs, hdr[start:len(hdr):len(hdr)], p[at:at+n])
+		pieces = append(pieces, piece{off + int64(at), p[at : at+n]})
 		at += n
 	}
-	err := cs.writeFrames(bufs)
+	err := cs.writeFrames(pieces, nil)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if err != nil {
@@ -540,8 +536,7 @@ func (cs *cacheSender) newBlock(need int) *block {
 // vectored write, until stop.
 func (cs *cacheSender) run() {
 	defer close(cs.done)
-	var bufs net.Buffers
-	var hdr []byte
+	var pieces []piece
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for {
@@ -552,21 +547,21 @@ func (cs *cacheSender) run() {
 			return
 		}
 		cs.due = false
-		bufs, hdr = cs.frames(bufs[:0], hdr[:0])
-		if cs.sendLocked(bufs, cs.end) != nil {
+		pieces = cs.pieces(pieces[:0])
+		if cs.sendLocked(pieces, nil, cs.end) != nil {
 			return
 		}
 	}
 }
 
-// sendLocked writes bufs, the frames of the queued bytes up to target and
-// whatever follows them, with the connection marked busy (writing), then
-// records the outcome: the bytes sent, or the sticky error. cs.mu must be
-// held; it is released during the write.
-func (cs *cacheSender) sendLocked(bufs net.Buffers, target int64) error {
+// sendLocked writes pieces, the queued bytes up to target, and extra
+// after them, with the connection marked busy (writing), then records the
+// outcome: the bytes sent, or the sticky error. cs.mu must be held; it is
+// released during the write.
+func (cs *cacheSender) sendLocked(pieces []piece, extra []byte, target int64) error {
 	cs.writing = true
 	cs.mu.Unlock()
-	err := cs.writeFrames(bufs)
+	err := cs.writeFrames(pieces, extra)
 	cs.mu.Lock()
 	cs.writing = false
 	if err != nil {
@@ -578,14 +573,10 @@ func (cs *cacheSender) sendLocked(bufs net.Buffers, target int64) error {
 	return nil
 }
 
-// writeFrames writes bufs to the cache connection under the write
-// deadline.
-func (cs *cacheSender) writeFrames(bufs net.Buffers) error {
-	cs.c.c.SetWriteDeadline(time.Now().Add(cacheWriteDeadline))
-	cs.c.wmu.Lock()
-	defer cs.c.wmu.Unlock()
-	_, err := bufs.WriteTo(cs.c.c)
-	return err
+// writeFrames writes the pieces as write frames, then extra, to the cache
+// connection under the write deadline.
+func (cs *cacheSender) writeFrames(pieces []piece, extra []byte) error {
+	return cs.c.writeData(proto.TWrite, 0, cs.space, cs.inst, pieces, extra, time.Now().Add(cacheWriteDeadline))
 }
 
 // failed records a failed write to the cache (sticky, and reported to the
@@ -622,14 +613,11 @@ func (cs *cacheSender) flushWith(ctx context.Context, extra []byte) error {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	}
-	bufs, _ := cs.frames(nil, nil)
-	if len(extra) > 0 {
-		bufs = append(bufs, extra)
-	}
-	if len(bufs) == 0 {
+	pieces := cs.pieces(nil)
+	if len(pieces) == 0 && len(extra) == 0 {
 		return nil
 	}
-	return cs.sendLocked(bufs, cs.end)
+	return cs.sendLocked(pieces, extra, cs.end)
 }
 
 // ready reports whether there are bytes to send now: a lazy sender waits
@@ -657,9 +645,9 @@ func (cs *cacheSender) setLazy(lazy bool) {
 	cs.mu.Unlock()
 }
 
-// frames builds the write frames for the bytes [cs.sent, cs.end), at most
-// one chunk each. cs.mu must be held.
-func (cs *cacheSender) frames(bufs net.Buffers, hdr []byte) (net.Buffers, []byte) {
+// pieces appends the bytes [cs.sent, cs.end) to ps, at most one chunk per
+// piece. cs.mu must be held.
+func (cs *cacheSender) pieces(ps []piece) []piece {
 	off := cs.sent
 	for _, b := range cs.blocks {
 		end := b.off + int64(len(b.buf))
@@ -669,14 +657,12 @@ func (cs *cacheSender) frames(bufs net.Buffers, hdr []byte) (net.Buffers, []byte
 		data := b.buf[off-b.off:]
 		for len(data) > 0 {
 			n := min(len(data), cs.chunk)
-			start := len(hdr)
-			hdr = proto.AppendDataHeader(hdr, proto.TWrite, 0, cs.space, cs.inst, off, n)
-			bufs = append(bufs, hdr[start:len(hdr):len(hdr)], data[:n])
+			ps = append(ps, piece{off, data[:n]})
 			data = data[n:]
 			off += int64(n)
 		}
 	}
-	return bufs, hdr
+	return ps
 }
 
 // trim recycles the blocks that lie wholly below the history kept behind

@@ -41,6 +41,12 @@ type Config struct {
 	// (see package comm/internal/local): "" means yes where the host can
 	// be identified, "off" no.
 	Local string
+	// SharedRing is the size of the shared-memory ring a session on a
+	// Unix socket offers its client the first time it has a large read
+	// reply (see package comm/internal/shm): the bytes then go through
+	// the ring instead of the socket. Zero means 8 MiB; negative turns
+	// rings off.
+	SharedRing int
 }
 
 func (c Config) withDefaults() Config {
@@ -52,6 +58,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Tick <= 0 {
 		c.Tick = time.Second
+	}
+	if c.SharedRing == 0 {
+		c.SharedRing = 2 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pispace/pispace/comm/cache"
 	"github.com/pispace/pispace/comm/internal/proto"
+	"github.com/pispace/pispace/comm/internal/shm"
 	"github.com/pispace/pispace/comm/lookup"
 	"github.com/pispace/pispace/comm/wire"
 )
@@ -22,6 +23,7 @@ const (
 	maxDataFrame  = 1 << 20          // bytes per data frame of a read stream sent from an immutable segment
 	writeDeadline = 30 * time.Second // a peer that accepts nothing for this long is cut
 	helloDeadline = 10 * time.Second
+	maxRing       = 64 << 20 // largest shared ring a client may offer
 )
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
@@ -35,6 +37,15 @@ type outFrame struct {
 	body    []byte
 	pooled  *[]byte
 	release func()
+	data    *dataRef // for a data frame: its header's fields, to send it through the ring
+}
+
+// dataRef is what a data frame's header says about its bytes.
+type dataRef struct {
+	req   uint32
+	space string
+	inst  uint64
+	off   int64
 }
 
 type wakeMsg struct {
@@ -48,6 +59,17 @@ type session struct {
 	s    *Server
 	conn net.Conn
 	lid  lookup.SessionID
+	// On a Unix socket, fds collects the descriptors the client sends and
+	// rx is the client's shared ring once offered (see package shm); both
+	// belong to the reading goroutine.
+	fds *shm.Reader
+	rx  *shm.Rx
+	// tx is this side's ring for large read replies, made and offered by
+	// the writing goroutine when it first needs it; noRing once it could
+	// not be, or when rings are off.
+	tx     *shm.Tx
+	noRing bool
+	big    int64 // bytes of large data frames sent while there is no ring (shm.After)
 
 	ctrlMu  sync.Mutex
 	ctrlQ   []outFrame    // control frames queued, at most ctrlQueue
@@ -84,7 +106,13 @@ func newSession(s *Server, c net.Conn, id uint64) *session {
 func (ss *session) serve() {
 	defer ss.conn.Close()
 	log := ss.s.cfg.Logger.With("peer", ss.conn.RemoteAddr().String())
-	r := wire.NewReader(ss.conn, ss.s.cfg.MaxPayload+1024)
+	var src io.Reader = ss.conn
+	if uc, ok := ss.conn.(*net.UnixConn); ok {
+		ss.fds = shm.NewReader(uc)
+		src = ss.fds
+		defer ss.closeRing()
+	}
+	r := wire.NewReader(src, ss.s.cfg.MaxPayload+1024)
 	if err := ss.handshake(r); err != nil {
 		log.Info("handshake failed", "err", err)
 		return
@@ -102,6 +130,9 @@ func (ss *session) serve() {
 	close(ss.stop)
 	ss.s.drv.unregister(ss)
 	ss.wg.Wait()
+	if ss.tx != nil {
+		ss.tx.Close()
+	}
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		log.Info("session ended", "err", err)
 	}
@@ -150,12 +181,26 @@ func (ss *session) readLoop(r *wire.Reader) error {
 	}
 }
 
+// closeRing unmaps the client's ring and closes the descriptors it sent
+// and nobody took, once the reading goroutine is done.
+func (ss *session) closeRing() {
+	ss.fds.Close()
+	if ss.rx != nil {
+		ss.rx.Close()
+	}
+}
+
 // dispatch handles one frame. An error means the frame broke the protocol
 // and the connection must close.
 func (ss *session) dispatch(f wire.Frame) error {
+	if f.Flags != 0 && f.Type != proto.TWrite {
+		return fmt.Errorf("flags %#x on a frame of type %d", f.Flags, f.Type)
+	}
 	switch f.Type {
 	case proto.TWrite:
 		return ss.onWrite(f)
+	case proto.TRing:
+		return ss.onRing()
 	case proto.TOpenSpace, proto.TCloseSpace:
 		var m proto.SpaceReq
 		if err := proto.Unmarshal(f.Payload, &m); err != nil {
@@ -260,10 +305,38 @@ func (ss *session) onSpace(f wire.Frame, m proto.SpaceReq) error {
 
 // onWrite appends a data frame to the cache. Only the session that created
 // (or resumed) the instance may write it.
+// onRing maps the shared ring the client sent with the frame. A session
+// has one ring, and only on a Unix socket.
+func (ss *session) onRing() error {
+	if ss.fds == nil {
+		return errors.New("a shared ring offered over TCP")
+	}
+	hfd, dfd, ok := ss.fds.TakeRing()
+	if !ok {
+		return errors.New("a shared ring offered without its descriptors")
+	}
+	if ss.rx != nil {
+		shm.Close(hfd, dfd)
+		return errors.New("a second shared ring offered")
+	}
+	rx, err := shm.Map(hfd, dfd, maxRing)
+	if err != nil {
+		return err
+	}
+	ss.rx = rx
+	return nil
+}
+
 func (ss *session) onWrite(f wire.Frame) error {
 	space, inst, off, data, err := proto.DecodeData(f.Payload)
 	if err != nil {
 		return err
+	}
+	if f.Flags&proto.FlagShared != 0 {
+		if data, err = ss.shared(data); err != nil {
+			return err
+		}
+		defer ss.rx.Release() // the store has copied the bytes by then
 	}
 	key := cache.Key{Space: space, Instance: inst}
 	if !ss.isWriter(key) {
@@ -284,6 +357,19 @@ func (ss *session) onWrite(f wire.Frame) error {
 		ss.post(space, f.Req, lookup.Appended{Instance: lookup.InstanceID(inst), Length: n})
 	}
 	return nil
+}
+
+// shared returns the bytes a FlagShared frame's reference points to in the
+// client's ring.
+func (ss *session) shared(ref []byte) ([]byte, error) {
+	if ss.rx == nil {
+		return nil, errors.New("shared data before any shared ring")
+	}
+	pos, n, err := proto.SharedRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	return ss.rx.View(pos, n)
 }
 
 // onClose seals the instance in the cache, then tells the lookup service.
@@ -442,7 +528,7 @@ func (ss *session) writeLoop() {
 			case <-ss.ctrlSig:
 				continue
 			case f := <-ss.data:
-				bufs, sent = appendOut(bufs, sent, f)
+				bufs, sent = ss.appendOut(bufs, sent, f)
 			case <-ss.stop:
 				ss.flushControl()
 				return
@@ -451,7 +537,7 @@ func (ss *session) writeLoop() {
 		for more := true; more && len(bufs) < 64; {
 			select {
 			case f := <-ss.data:
-				bufs, sent = appendOut(bufs, sent, f)
+				bufs, sent = ss.appendOut(bufs, sent, f)
 			default:
 				more = false
 			}
@@ -467,6 +553,38 @@ func (ss *session) writeLoop() {
 			return
 		}
 	}
+}
+
+// ring returns the session's ring for a read reply of n bytes, making and
+// offering it the first time, or nil (also until the session has sent
+// shm.After bytes of large replies, see there). Only the writing goroutine calls it: the
+// offer is written ahead of the frames being gathered, which is fine, as
+// it only has to precede the frames that use the ring.
+func (ss *session) ring(n int) *shm.Tx {
+	if ss.tx != nil || ss.noRing {
+		return ss.tx
+	}
+	if ss.big < shm.After {
+		ss.big += int64(n)
+		return nil
+	}
+	ss.noRing = true
+	uc, ok := ss.conn.(*net.UnixConn)
+	if !ok || ss.s.cfg.SharedRing <= 0 {
+		return nil
+	}
+	tx, err := shm.NewTx(ss.s.cfg.SharedRing)
+	if err != nil {
+		ss.s.cfg.Logger.Info("no shared ring", "err", err)
+		return nil
+	}
+	ss.conn.SetWriteDeadline(time.Now().Add(writeDeadline))
+	if err := tx.Offer(uc, proto.AppendMsg(nil, proto.TRing, 0, nil)); err != nil {
+		tx.Close()
+		return nil // the connection is failing: the next write says so
+	}
+	ss.tx = tx
+	return tx
 }
 
 // flushControl writes the control frames still queued (a final error,
@@ -492,7 +610,18 @@ func (ss *session) drain() {
 	}
 }
 
-func appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net.Buffers, []outFrame) {
+// appendOut adds f to the next write: a large data frame's bytes go
+// through the shared ring when there is room (and f is done with at
+// once), the others after their header.
+func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net.Buffers, []outFrame) {
+	if d := f.data; d != nil && len(f.body) >= shm.MinPayload {
+		if tx := ss.ring(len(f.body)); tx != nil {
+			if pos, ok := tx.Put(f.body); ok {
+				f.finish()
+				return append(bufs, proto.AppendSharedData(nil, proto.TData, d.req, d.space, d.inst, d.off, pos, len(f.body))), sent
+			}
+		}
+	}
 	bufs = append(bufs, f.hdr)
 	if len(f.body) > 0 {
 		bufs = append(bufs, f.body)

@@ -66,7 +66,8 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 		}
 		if body, release := ss.segmentData(key, off); len(body) > 0 {
 			hdr := proto.AppendDataHeader(nil, proto.TData, req, m.Space, m.Instance, off, len(body))
-			if !ss.sendData(ctx, outFrame{hdr: hdr, body: body, release: release}) {
+			ref := &dataRef{req, m.Space, m.Instance, off}
+			if !ss.sendData(ctx, outFrame{hdr: hdr, body: body, release: release, data: ref}) {
 				return nil
 			}
 			off += int64(len(body))
@@ -76,7 +77,8 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 		n, err := ss.s.store.ReadAt(key, *pb, off)
 		if n > 0 {
 			hdr := proto.AppendDataHeader(nil, proto.TData, req, m.Space, m.Instance, off, n)
-			if !ss.sendData(ctx, outFrame{hdr: hdr, body: (*pb)[:n], pooled: pb}) {
+			ref := &dataRef{req, m.Space, m.Instance, off}
+			if !ss.sendData(ctx, outFrame{hdr: hdr, body: (*pb)[:n], pooled: pb, data: ref}) {
 				return nil
 			}
 			off += int64(n)

@@ -40,7 +40,15 @@ func FuzzUnmarshal(f *testing.F) {
 				t.Fatalf("%T: round trip changed the message", m)
 			}
 		}
-		_, _, _, _, _ = DecodeData(data)
+		if _, _, _, rest, err := DecodeData(data); err == nil {
+			if pos, n, err := SharedRef(rest); err == nil {
+				f := AppendSharedData(nil, TWrite, 1, "s", 1, 0, pos, n)
+				_, _, _, ref, err := DecodeData(f[wire.HeaderSize:])
+				if p2, n2, err2 := SharedRef(ref); err != nil || err2 != nil || p2 != pos || n2 != n {
+					t.Fatalf("shared reference (%d, %d) re-encoded as (%d, %d), %v %v", pos, n, p2, n2, err, err2)
+				}
+			}
+		}
 	})
 }
 
@@ -52,6 +60,31 @@ func hasMap(m Msg) bool {
 		return true
 	}
 	return false
+}
+
+// A shared data frame carries its reference and the flag, and a reference
+// that is empty, truncated or followed by junk is refused.
+func TestSharedData(t *testing.T) {
+	f := AppendSharedData(nil, TWrite, 7, "sp", 3, 1<<40, 1<<33, 1<<20)
+	_, fr, ok, err := wire.NewParser(0).Feed(f)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if fr.Flags != FlagShared || fr.Type != TWrite || fr.Req != 7 {
+		t.Fatalf("frame %+v", fr)
+	}
+	space, inst, off, ref, err := DecodeData(fr.Payload)
+	if err != nil || space != "sp" || inst != 3 || off != 1<<40 {
+		t.Fatalf("prefix %q %d %d %v", space, inst, off, err)
+	}
+	if pos, n, err := SharedRef(ref); err != nil || pos != 1<<33 || n != 1<<20 {
+		t.Fatalf("reference (%d, %d), %v", pos, n, err)
+	}
+	for _, bad := range [][]byte{ref[:len(ref)-1], append(ref[:len(ref):len(ref)], 0), {5, 0}, nil} {
+		if _, _, err := SharedRef(bad); err == nil {
+			t.Errorf("SharedRef(%x) accepted", bad)
+		}
+	}
 }
 
 // Data frame headers decode back to what was encoded and, given room,

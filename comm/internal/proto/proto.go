@@ -7,6 +7,7 @@ package proto
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/pispace/pispace/comm/wire"
 )
@@ -32,7 +33,13 @@ const (
 	TSetAttr    wire.Type = 17 // SetAttr -> TOK
 	TStat       wire.Type = 18 // Stat -> TInfo
 	TSubscribe  wire.Type = 19 // reader -> writer (direct path): Subscribe -> TData..., TEOF
+	TRing       wire.Type = 20 // Unix sockets only: the sender's shared ring (comm/internal/shm), its descriptor attached; no body, no reply
 )
+
+// FlagShared marks a data frame (TWrite, TData) whose bytes lie in the
+// sender's shared ring: its data part is then a reference, two uvarints
+// (the bytes' position in the ring and their count), see AppendSharedData.
+const FlagShared uint16 = 1
 
 // Version is the protocol version carried in Hello.
 const Version = 1
@@ -315,6 +322,35 @@ func AppendDataHeader(dst []byte, t wire.Type, req uint32, space string, inst ui
 	e.I64(off)
 	putLen(e.B[start:], len(e.B)-start-wire.HeaderSize+n)
 	return e.B
+}
+
+// AppendSharedData appends a whole data frame (FlagShared) whose n bytes
+// are at pos in the sender's shared ring.
+func AppendSharedData(dst []byte, t wire.Type, req uint32, space string, inst uint64, off int64, pos uint64, n int) []byte {
+	start := len(dst)
+	e := wire.Enc{B: wire.AppendHeader(dst, t, FlagShared, req, 0)}
+	e.String(space)
+	e.U64(inst)
+	e.I64(off)
+	e.U64(pos)
+	e.U64(uint64(n))
+	putLen(e.B[start:], len(e.B)-start-wire.HeaderSize)
+	return e.B
+}
+
+// SharedRef decodes the data part of a FlagShared frame: the position and
+// count of its bytes in the sender's ring.
+func SharedRef(data []byte) (pos uint64, n int, err error) {
+	d := wire.NewDec(data)
+	pos = d.U64()
+	c := d.U64()
+	if err := d.Done(); err != nil {
+		return 0, 0, fmt.Errorf("proto: shared data reference: %w", err)
+	}
+	if c == 0 || c > math.MaxInt32 {
+		return 0, 0, fmt.Errorf("proto: shared data reference: %w: %d bytes", wire.ErrProtocol, c)
+	}
+	return pos, int(c), nil
 }
 
 // DecodeData splits a data frame's payload.

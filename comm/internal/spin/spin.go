@@ -26,7 +26,8 @@ import (
 // the ordinary read, so they surface exactly as from net.Conn. A Reader is
 // used by one goroutine at a time.
 type Reader struct {
-	nc     net.Conn
+	nc     io.Reader // the ordinary read: the connection, or a Source over it
+	raw    func(fd int, p []byte) (int, error)
 	rc     syscall.RawConn
 	budget time.Duration
 	misses int // spins in a row that found nothing
@@ -40,15 +41,35 @@ const maxSkip = 256
 // positive, GOMAXPROCS is 1 (a spinner would hold the only P), or nc is
 // not a socket.
 func New(nc net.Conn, budget time.Duration) io.Reader {
+	return NewSource(nc, nil, budget)
+}
+
+// Source is a way of reading a socket other than read(2): recvmsg(2), to
+// keep the descriptors sent with the bytes. ReadFd is the non-blocking
+// read of the descriptor (EAGAIN when there is nothing), Read the
+// ordinary one.
+type Source interface {
+	io.Reader
+	ReadFd(fd int, p []byte) (int, error)
+}
+
+// NewSource is New reading through src when it is not nil; without
+// spinning it returns src itself.
+func NewSource(nc net.Conn, src Source, budget time.Duration) io.Reader {
+	var plain io.Reader = nc
+	raw := syscall.Read
+	if src != nil {
+		plain, raw = src, src.ReadFd
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok || budget <= 0 || runtime.GOMAXPROCS(0) == 1 {
-		return nc
+		return plain
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return nc
+		return plain
 	}
-	return &Reader{nc: nc, rc: rc, budget: budget}
+	return &Reader{nc: plain, raw: raw, rc: rc, budget: budget}
 }
 
 func (s *Reader) Read(p []byte) (int, error) {
@@ -80,7 +101,7 @@ func (s *Reader) spin(p []byte) (n int, missed bool) {
 	var until time.Time
 	s.rc.Read(func(fd uintptr) bool {
 		for {
-			m, err := syscall.Read(int(fd), p)
+			m, err := s.raw(int(fd), p)
 			switch {
 			case m > 0:
 				n = m

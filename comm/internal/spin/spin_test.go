@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,7 +33,7 @@ func spinPair(t *testing.T, budget time.Duration) (*Reader, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Reader{nc: a, rc: rc, budget: budget}, b
+	return &Reader{nc: a, raw: syscall.Read, rc: rc, budget: budget}, b
 }
 
 // TestSpinReader: bytes arriving within and after the spin budget are
@@ -82,11 +83,11 @@ func TestSpinReader(t *testing.T) {
 		t.Fatalf("a hit leaves misses at %d", s.misses)
 	}
 
-	s.nc.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+	s.nc.(net.Conn).SetReadDeadline(time.Now().Add(5 * time.Millisecond))
 	if _, err := s.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past the deadline: %v, want a deadline error", err)
 	}
-	s.nc.SetReadDeadline(time.Time{})
+	s.nc.(net.Conn).SetReadDeadline(time.Time{})
 
 	peer.Close()
 	if _, err := s.Read(buf); err != io.EOF {

@@ -1,0 +1,130 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxPending bounds the descriptors received and not yet taken: a peer
+// sends two per ring it offers, and offers one.
+const maxPending = 4
+
+// ErrDescriptors reports descriptors a peer sent that were not asked for.
+var ErrDescriptors = errors.New("shm: unexpected descriptors")
+
+// Reader reads a Unix connection with recvmsg, so that descriptors sent
+// with the bytes (a ring offered by [Tx.Offer]) are kept instead of being
+// dropped by a plain read. A descriptor arrives with the first byte of the
+// frame it was sent with, so it is here by the time that frame is parsed:
+// the frame's handler takes it with [Reader.Take]. It is an [io.Reader]
+// for one goroutine.
+type Reader struct {
+	c   *net.UnixConn
+	oob []byte
+	fds []int
+	err error
+}
+
+// NewReader returns a Reader on c.
+func NewReader(c *net.UnixConn) *Reader {
+	return &Reader{c: c, oob: make([]byte, unix.CmsgSpace(4*maxPending))}
+}
+
+// Read reads bytes, keeping any descriptors that come with them. Too many
+// untaken descriptors, or a truncated control message, is an error
+// wrapping [ErrDescriptors].
+func (r *Reader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	n, oobn, flags, _, err := r.c.ReadMsgUnix(p, r.oob)
+	n = max(n, 0) // a failed recvmsg reports -1
+	r.check(oobn, flags)
+	if err == nil && r.err != nil && n == 0 {
+		err = r.err
+	}
+	return n, err
+}
+
+// ReadFd is Read on the connection's descriptor, for a caller that polls
+// it itself (package spin): the descriptor is non-blocking, so nothing to
+// read is EAGAIN.
+func (r *Reader) ReadFd(fd int, p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	n, oobn, flags, _, err := unix.Recvmsg(fd, p, r.oob, 0)
+	n = max(n, 0)
+	r.check(oobn, flags)
+	if err == nil && r.err != nil && n == 0 {
+		err = r.err
+	}
+	return n, err
+}
+
+// check keeps the descriptors of a control message of oobn bytes.
+func (r *Reader) check(oobn, flags int) {
+	if oobn > 0 {
+		if e := r.collect(r.oob[:oobn]); e != nil {
+			r.err = e
+		}
+	}
+	if flags&syscall.MSG_CTRUNC != 0 && r.err == nil {
+		r.err = fmt.Errorf("%w: control message truncated", ErrDescriptors)
+	}
+}
+
+func (r *Reader) collect(oob []byte) error {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrDescriptors, err)
+	}
+	var bad error
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue // credentials or the like: nothing to keep
+		}
+		for _, fd := range fds {
+			if len(r.fds) >= maxPending {
+				unix.Close(fd)
+				bad = fmt.Errorf("%w: more than %d not taken", ErrDescriptors, maxPending)
+				continue
+			}
+			r.fds = append(r.fds, fd)
+		}
+	}
+	return bad
+}
+
+// TakeRing returns the two oldest descriptors received and not yet taken,
+// a ring's header and data as [Tx.Offer] sends them; the caller owns
+// them. With fewer than two there, it takes nothing.
+func (r *Reader) TakeRing() (hfd, dfd int, ok bool) {
+	if len(r.fds) < 2 {
+		return -1, -1, false
+	}
+	hfd, dfd = r.fds[0], r.fds[1]
+	r.fds = append(r.fds[:0], r.fds[2:]...)
+	return hfd, dfd, true
+}
+
+// Close closes the descriptors not taken. It does not close the
+// connection.
+func (r *Reader) Close() {
+	for _, fd := range r.fds {
+		unix.Close(fd)
+	}
+	r.fds = nil
+}
+
+// Close closes descriptors that will not be used.
+func Close(fds ...int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}

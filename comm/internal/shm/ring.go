@@ -1,0 +1,294 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// headerSize is the size of a ring's header, a memfd of its own: the
+// consumer's release position is its first eight bytes.
+const headerSize = 4096
+
+// MinPayload is the smallest payload worth a trip through the ring: below
+// it, writing the bytes inline costs no more than the extra copy.
+const MinPayload = 16 << 10
+
+// After is how many bytes of payloads of at least MinPayload a connection
+// carries inline before it sets up a ring, so that a connection that
+// carries little never pays for one.
+const After = 1 << 20
+
+// poolMax bounds the data areas a process keeps for its next rings.
+const poolMax = 8
+
+// Errors.
+var (
+	ErrRing = errors.New("shm: bad ring")      // descriptors that are not a sealed ring of an acceptable size
+	ErrRef  = errors.New("shm: bad reference") // a reference outside the ring or out of order
+)
+
+// area is a ring's data: a sealed memfd and the producer's writable
+// mapping of it. A ring's pages are fresh memory the first time round (a
+// page fault each, on both sides), which a connection that carries a few
+// megabytes and closes pays more for than the ring saves: so an area
+// whose consumer has released everything outlives its ring, in a pool,
+// and serves the process's next ring. The memfd is sealed against writes
+// through new mappings (F_SEAL_FUTURE_WRITE): a consumer maps it read-only
+// and cannot spoil what the area later carries for another.
+type area struct {
+	fd  int
+	mem []byte
+}
+
+var pool struct {
+	mu   sync.Mutex
+	free []*area
+}
+
+// getArea returns a pooled area of size bytes or a new one.
+func getArea(size int) (*area, error) {
+	pool.mu.Lock()
+	for i, a := range pool.free {
+		if len(a.mem) == size {
+			pool.free = append(pool.free[:i], pool.free[i+1:]...)
+			pool.mu.Unlock()
+			return a, nil
+		}
+	}
+	pool.mu.Unlock()
+	fd, mem, err := newMemfd("pispace-ring", size, unix.F_SEAL_FUTURE_WRITE)
+	if err != nil {
+		return nil, err
+	}
+	return &area{fd: fd, mem: mem}, nil
+}
+
+// putArea keeps a for the next ring, or frees it when the pool is full.
+func putArea(a *area) {
+	pool.mu.Lock()
+	if len(pool.free) < poolMax {
+		pool.free = append(pool.free, a)
+		pool.mu.Unlock()
+		return
+	}
+	pool.mu.Unlock()
+	a.free()
+}
+
+func (a *area) free() {
+	unix.Munmap(a.mem)
+	unix.Close(a.fd)
+}
+
+// newMemfd makes a memfd of size bytes, maps it writable, and seals it
+// against resizing plus extra.
+func newMemfd(name string, size, extra int) (int, []byte, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return -1, nil, fmt.Errorf("shm: memfd_create: %w", err)
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("shm: ftruncate: %w", err)
+	}
+	// MAP_POPULATE: the pages in one go rather than a fault each.
+	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("shm: mmap: %w", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|extra|unix.F_SEAL_SEAL); err != nil {
+		unix.Munmap(mem)
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("shm: sealing: %w", err)
+	}
+	return fd, mem, nil
+}
+
+func headOf(hdr []byte) *atomic.Uint64 { return (*atomic.Uint64)(unsafe.Pointer(&hdr[0])) }
+
+// Tx is the producing side of a ring: a fresh header, shared writable
+// with the consumer, and a data area. Its methods are not safe for
+// concurrent use: the connection's writer calls them under the lock that
+// orders its frames, so that positions follow the order of the frames.
+type Tx struct {
+	hfd  int // the header's memfd until Offer hands it over, -1 after
+	hdr  []byte
+	head *atomic.Uint64
+	area *area
+	data []byte
+	next uint64 // the position after the last byte put
+}
+
+// NewTx returns a ring of size data bytes, on a pooled area if there is
+// one of that size.
+func NewTx(size int) (*Tx, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("shm: ring size %d", size)
+	}
+	a, err := getArea(size)
+	if err != nil {
+		return nil, err
+	}
+	hfd, hdr, err := newMemfd("pispace-ring-head", headerSize, 0)
+	if err != nil {
+		putArea(a)
+		return nil, err
+	}
+	return &Tx{hfd: hfd, hdr: hdr, head: headOf(hdr), area: a, data: a.mem}, nil
+}
+
+// Size is the ring's data capacity.
+func (t *Tx) Size() int { return len(t.data) }
+
+// Offer writes frame to c with the ring's descriptors attached (header,
+// then data), handing the ring to the peer.
+func (t *Tx) Offer(c *net.UnixConn, frame []byte) error {
+	if t.hfd < 0 || t.area == nil {
+		return errors.New("shm: ring already offered or closed")
+	}
+	n, _, err := c.WriteMsgUnix(frame, unix.UnixRights(t.hfd, t.area.fd), nil)
+	unix.Close(t.hfd)
+	t.hfd = -1
+	if err == nil && n < len(frame) {
+		err = fmt.Errorf("shm: short write of the ring's frame (%d of %d bytes)", n, len(frame))
+	}
+	return err
+}
+
+// Put copies p into the ring and returns its position, or false when p is
+// empty, larger than the ring, or does not fit in the room the consumer
+// has released. The caller then sends a frame referencing (pos, len(p)),
+// before any other reference.
+func (t *Tx) Put(p []byte) (pos uint64, ok bool) {
+	size := uint64(len(t.data))
+	n := uint64(len(p))
+	if n == 0 || n > size {
+		return 0, false
+	}
+	pos = t.next
+	if idx := pos % size; idx+n > size {
+		pos += size - idx // a payload never wraps: skip the ring's end
+	}
+	head := t.head.Load()
+	if head > t.next || pos+n-head > size {
+		return 0, false // full, or a release position that makes no sense
+	}
+	idx := pos % size
+	copy(t.data[idx:idx+n], p)
+	t.next = pos + n
+	return pos, true
+}
+
+// Close ends the ring. Its area goes back to the pool when the consumer
+// has released every byte put (it holds no reference any more, and its
+// read-only mapping cannot write to the area), and is freed otherwise.
+// The caller must make sure Put is not running.
+func (t *Tx) Close() error {
+	if t.hfd >= 0 {
+		unix.Close(t.hfd)
+		t.hfd = -1
+	}
+	if t.area == nil {
+		return nil
+	}
+	if t.head.Load() == t.next {
+		putArea(t.area)
+	} else {
+		t.area.free()
+	}
+	err := unix.Munmap(t.hdr)
+	t.area, t.data, t.hdr, t.head = nil, nil, nil, nil
+	return err
+}
+
+// Rx is the consuming side of a ring. Its methods are not safe for
+// concurrent use: the connection's reader calls them in frame order.
+type Rx struct {
+	hdr  []byte
+	data []byte // read-only
+	head *atomic.Uint64
+	last uint64 // the end of the last reference viewed
+}
+
+// Map maps the ring whose descriptors (header, data) a peer sent, taking
+// ownership of them (they are closed whatever happens). Both must be
+// memfds sealed against shrinking (a ring the peer could shrink would
+// make our reads fault), the header one page, the data at most max bytes.
+func Map(hfd, dfd, max int) (*Rx, error) {
+	defer unix.Close(hfd)
+	defer unix.Close(dfd)
+	hs, err := sealedSize(hfd)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := sealedSize(dfd)
+	if err != nil {
+		return nil, err
+	}
+	if hs != headerSize || ds <= 0 || ds > int64(max) {
+		return nil, fmt.Errorf("%w: header of %d bytes, %d data bytes (want %d and 1 to %d)", ErrRing, hs, ds, headerSize, max)
+	}
+	hdr, err := unix.Mmap(hfd, 0, headerSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("shm: mmap: %w", err)
+	}
+	data, err := unix.Mmap(dfd, 0, int(ds), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		unix.Munmap(hdr)
+		return nil, fmt.Errorf("shm: mmap: %w", err)
+	}
+	return &Rx{hdr: hdr, data: data, head: headOf(hdr)}, nil
+}
+
+// sealedSize returns the size of a memfd sealed against shrinking.
+func sealedSize(fd int) (int64, error) {
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return 0, fmt.Errorf("%w: not a sealable memory file: %v", ErrRing, err)
+	}
+	if seals&unix.F_SEAL_SHRINK == 0 {
+		return 0, fmt.Errorf("%w: not sealed against shrinking", ErrRing)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, fmt.Errorf("shm: fstat: %w", err)
+	}
+	return st.Size, nil
+}
+
+// View returns the n bytes at pos, valid until they are released or the
+// ring is closed. References must come in the order the producer made
+// them: one that overlaps an earlier one, or reaches outside the ring, is
+// an error.
+func (r *Rx) View(pos uint64, n int) ([]byte, error) {
+	size := uint64(len(r.data))
+	if n <= 0 || uint64(n) > size || pos < r.last {
+		return nil, fmt.Errorf("%w: %d bytes at %d (ring of %d, next at least %d)", ErrRef, n, pos, size, r.last)
+	}
+	idx := pos % size
+	if idx+uint64(n) > size {
+		return nil, fmt.Errorf("%w: %d bytes at %d wrap the ring of %d", ErrRef, n, pos, size)
+	}
+	r.last = pos + uint64(n)
+	return r.data[idx : idx+uint64(n)], nil
+}
+
+// Release gives back to the producer every byte viewed so far.
+func (r *Rx) Release() { r.head.Store(r.last) }
+
+// Close unmaps the ring. The caller must make sure no view is in use.
+func (r *Rx) Close() error {
+	if r.hdr == nil {
+		return nil
+	}
+	err := errors.Join(unix.Munmap(r.data), unix.Munmap(r.hdr))
+	r.hdr, r.data = nil, nil
+	return err
+}

@@ -1,0 +1,263 @@
+package shm
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// pair returns both ends of a connected Unix socket.
+func pair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
+	t.Helper()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(t.TempDir(), "s"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// offered sets up a ring of size bytes from a to b and returns both sides
+// and b's reader, past the offer's frame.
+func offered(t *testing.T, size int) (*Tx, *Rx, *Reader) {
+	t.Helper()
+	a, b := pair(t)
+	tx, err := NewTx(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Close() })
+	if err := tx.Offer(a, []byte("ring")); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(b)
+	t.Cleanup(r.Close)
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(r, buf); err != nil || string(buf) != "ring" {
+		t.Fatalf("offer frame %q, %v", buf, err)
+	}
+	hfd, dfd, ok := r.TakeRing()
+	if !ok {
+		t.Fatal("no descriptors came with the offer")
+	}
+	rx, err := Map(hfd, dfd, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rx.Close() })
+	return tx, rx, r
+}
+
+func TestRingCarriesBytesInOrderAndWraps(t *testing.T) {
+	tx, rx, _ := offered(t, 64<<10)
+	var next byte
+	for round := range 40 { // 40 payloads of 5-25 KiB go round a 64 KiB ring many times
+		p := make([]byte, 5<<10+round*512)
+		for i := range p {
+			p[i] = next
+			next++
+		}
+		pos, ok := tx.Put(p)
+		if !ok {
+			t.Fatalf("round %d: ring full with everything released", round)
+		}
+		v, err := rx.View(pos, len(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(v, p) {
+			t.Fatalf("round %d: bytes differ", round)
+		}
+		rx.Release()
+	}
+}
+
+func TestRingFullUntilReleased(t *testing.T) {
+	tx, rx, _ := offered(t, 64<<10)
+	p := make([]byte, 24<<10)
+	var refs []uint64
+	for {
+		pos, ok := tx.Put(p)
+		if !ok {
+			break
+		}
+		refs = append(refs, pos)
+	}
+	if len(refs) != 2 {
+		t.Fatalf("%d payloads of 24 KiB fit in 64 KiB, want 2", len(refs))
+	}
+	if _, err := rx.View(refs[0], len(p)); err != nil {
+		t.Fatal(err)
+	}
+	rx.Release()
+	// 16 KiB are left at the end: the next payload skips them.
+	pos, ok := tx.Put(p)
+	if !ok || pos != 64<<10 {
+		t.Fatalf("after a release: put at %d, %v; want at 65536", pos, ok)
+	}
+	if _, ok := tx.Put(make([]byte, 64<<10+1)); ok {
+		t.Fatal("a payload larger than the ring was put")
+	}
+	if _, ok := tx.Put(nil); ok {
+		t.Fatal("an empty payload was put")
+	}
+}
+
+func TestProducerIgnoresNonsenseRelease(t *testing.T) {
+	tx, rx, _ := offered(t, 64<<10)
+	rx.head.Store(1 << 40) // a release past anything put
+	if _, ok := tx.Put(make([]byte, 1024)); ok {
+		t.Fatal("put trusted a release position ahead of the producer")
+	}
+}
+
+func TestViewRejectsBadReferences(t *testing.T) {
+	tx, rx, _ := offered(t, 64<<10)
+	pos, _ := tx.Put(make([]byte, 1000))
+	for _, c := range []struct {
+		pos uint64
+		n   int
+	}{
+		{pos, 0},            // empty
+		{pos, 64<<10 + 1},   // larger than the ring
+		{60 << 10, 8 << 10}, // wraps
+	} {
+		if _, err := rx.View(c.pos, c.n); !errors.Is(err, ErrRef) {
+			t.Errorf("View(%d, %d) = %v, want ErrRef", c.pos, c.n, err)
+		}
+	}
+	if _, err := rx.View(pos, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rx.View(pos, 1000); !errors.Is(err, ErrRef) {
+		t.Errorf("viewing the same bytes twice = %v, want ErrRef", err)
+	}
+}
+
+func TestMapRejectsWhatIsNotASealedRing(t *testing.T) {
+	good := func() (int, int) {
+		hfd, _, err := newMemfd("h", headerSize, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dfd, _, err := newMemfd("d", 64<<10, unix.F_SEAL_FUTURE_WRITE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hfd, dfd
+	}
+	unsealed := func(size int) int {
+		fd, err := unix.MemfdCreate("x", unix.MFD_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unix.Ftruncate(fd, int64(size))
+		return fd
+	}
+	pipe := func() int {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(p[1])
+		return p[0]
+	}
+	for _, c := range []struct {
+		name string
+		fds  func() (int, int)
+		max  int
+	}{
+		{"unsealed data", func() (int, int) { h, d := good(); unix.Close(d); return h, unsealed(64 << 10) }, 1 << 20},
+		{"unsealed header", func() (int, int) { h, d := good(); unix.Close(h); return unsealed(headerSize), d }, 1 << 20},
+		{"pipe", func() (int, int) { h, d := good(); unix.Close(d); return h, pipe() }, 1 << 20},
+		{"data over max", good, 32 << 10},
+		{"header of the wrong size", func() (int, int) { _, d := good(); d2, _ := unix.Dup(d); return d, d2 }, 1 << 20},
+	} {
+		h, d := c.fds()
+		if _, err := Map(h, d, c.max); !errors.Is(err, ErrRing) {
+			t.Errorf("%s: %v, want ErrRing", c.name, err)
+		}
+	}
+}
+
+// TestConsumerCannotWriteData: the data area is sealed against writable
+// mappings other than the producer's, so a consumer (which might keep its
+// mapping while the area serves another ring) cannot spoil it.
+func TestConsumerCannotWriteData(t *testing.T) {
+	tx, err := NewTx(64 << 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if _, err := unix.Mmap(tx.area.fd, 0, 64<<10, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err == nil {
+		t.Fatal("a second writable mapping of the data area was allowed")
+	}
+	if _, err := unix.Pwrite(tx.area.fd, []byte("x"), 0); err == nil {
+		t.Fatal("a write to the data area's descriptor was allowed")
+	}
+}
+
+// TestAreaPooledOnlyWhenReleased: a ring whose consumer released all it
+// was given leaves its data area for the next ring; one with bytes still
+// unreleased does not (its consumer may still read them).
+func TestAreaPooledOnlyWhenReleased(t *testing.T) {
+	const size = 48 << 10 // a size no other test uses, so the pool is ours
+	tx, rx, _ := offered(t, size)
+	pos, _ := tx.Put(make([]byte, 1000))
+	rx.View(pos, 1000)
+	rx.Release()
+	a := tx.area
+	tx.Close()
+	tx2, err := NewTx(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tx2.area != a {
+		t.Fatal("a released ring's area was not reused")
+	}
+	tx2.Put(make([]byte, 1000)) // never released
+	tx2.Close()
+	tx3, err := NewTx(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx3.Close()
+	if tx3.area == a {
+		t.Fatal("an area with unreleased bytes was reused")
+	}
+}
+
+func TestReaderRefusesDescriptorFlood(t *testing.T) {
+	a, b := pair(t)
+	r := NewReader(b)
+	defer r.Close()
+	for range maxPending + 1 {
+		tx, err := NewTx(4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Offer(a, []byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		tx.Close()
+	}
+	a.Close()
+	_, err := io.ReadAll(r)
+	if !errors.Is(err, ErrDescriptors) {
+		t.Fatalf("reading past %d untaken descriptors: %v, want ErrDescriptors", maxPending, err)
+	}
+}

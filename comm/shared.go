@@ -1,0 +1,151 @@
+package comm
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/pispace/pispace/comm/internal/proto"
+	"github.com/pispace/pispace/comm/internal/shm"
+	"github.com/pispace/pispace/comm/wire"
+)
+
+// Shared rings (package shm) on a connection: the side that sends large
+// data frames (a writer to its server or to a reader of its host, a server
+// to a reader of its host) offers one once the connection has carried
+// shm.After bytes of them, and the frames then carry references into it;
+// the side that reads takes the ring in when its TRing frame comes.
+
+// piece is a run of a writer's bytes at an offset, sent as one data frame.
+type piece struct {
+	off  int64
+	data []byte
+}
+
+// writeData writes the pieces as data frames of type t and request req
+// for instance inst of space, then extra (a request that must follow
+// them, or nil), in one vectored write under deadline (when zero, the
+// connection's deadline stays as it is). A piece of at least
+// shm.MinPayload goes through the connection's shared ring when there is
+// one (offered here the first time) and it has room; the frame then
+// carries a reference.
+func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pieces []piece, extra []byte, deadline time.Time) error {
+	if !deadline.IsZero() {
+		c.c.SetWriteDeadline(deadline)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	bufs, hdr := c.wbufs[:0], c.whdr[:0]
+	for _, p := range pieces {
+		start := len(hdr)
+		if tx := c.ring(len(p.data)); tx != nil {
+			if pos, ok := tx.Put(p.data); ok {
+				hdr = proto.AppendSharedData(hdr, t, req, space, inst, p.off, pos, len(p.data))
+				bufs = append(bufs, hdr[start:len(hdr):len(hdr)])
+				c.ringBytes += int64(len(p.data))
+				continue
+			}
+			c.ringMissed += int64(len(p.data))
+		}
+		hdr = proto.AppendDataHeader(hdr, t, req, space, inst, p.off, len(p.data))
+		bufs = append(bufs, hdr[start:len(hdr):len(hdr)], p.data)
+	}
+	if len(extra) > 0 {
+		bufs = append(bufs, extra)
+	}
+	c.wbufs, c.whdr = bufs, hdr
+	_, err := bufs.WriteTo(c.c) // consumes its copy of the slice, not c.wbufs
+	clear(c.wbufs)              // drop references to the callers' buffers
+	return err
+}
+
+// ring returns the shared ring for a payload of n bytes, offering it to
+// the peer first if this is its first use, or nil: no ring for this
+// connection, n too small to gain from one, or the connection has not yet
+// carried shm.After bytes of large payloads. A ring that cannot be made
+// or offered is not tried again. wmu must be held.
+func (c *conn) ring(n int) *shm.Tx {
+	if n < shm.MinPayload {
+		return nil
+	}
+	if c.tx != nil || c.ringSize <= 0 {
+		return c.tx
+	}
+	if c.big < shm.After {
+		c.big += int64(n)
+		return nil
+	}
+	size := c.ringSize
+	c.ringSize = 0
+	uc, ok := c.c.(*net.UnixConn)
+	if !ok {
+		return nil
+	}
+	tx, err := shm.NewTx(size)
+	if err != nil {
+		return nil
+	}
+	if err := tx.Offer(uc, proto.AppendMsg(nil, proto.TRing, 0, nil)); err != nil {
+		tx.Close()
+		return nil
+	}
+	c.tx = tx
+	return tx
+}
+
+// maxRing bounds the shared ring a peer may offer.
+const maxRing = 64 << 20
+
+// next returns the next frame, taking in a shared ring the peer offers on
+// the way (a TRing frame, which concerns nobody else).
+func (c *conn) next() (wire.Frame, error) {
+	for {
+		f, err := c.r.Next()
+		if err != nil || f.Type != proto.TRing {
+			return f, err
+		}
+		if err := c.takeRing(); err != nil {
+			return f, err
+		}
+	}
+}
+
+// takeRing maps the ring whose descriptors came with a TRing frame.
+func (c *conn) takeRing() error {
+	if c.fds == nil {
+		return fmt.Errorf("%w: a shared ring offered over TCP", ErrProtocol)
+	}
+	hfd, dfd, ok := c.fds.TakeRing()
+	if !ok {
+		return fmt.Errorf("%w: a shared ring offered without its descriptors", ErrProtocol)
+	}
+	if c.rx != nil {
+		shm.Close(hfd, dfd)
+		return fmt.Errorf("%w: a second shared ring offered", ErrProtocol)
+	}
+	rx, err := shm.Map(hfd, dfd, maxRing)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	c.wmu.Lock() // close reads it from another goroutine
+	c.rx = rx
+	c.wmu.Unlock()
+	return nil
+}
+
+// shared returns the bytes a FlagShared data frame's reference points to
+// in the peer's ring; the caller releases them (c.rx.Release) once used.
+func (c *conn) shared(ref []byte) ([]byte, error) {
+	if c.rx == nil {
+		return nil, fmt.Errorf("%w: shared data before any shared ring", ErrProtocol)
+	}
+	pos, n, err := proto.SharedRef(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	v, err := c.rx.View(pos, n)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,146 @@
+package comm
+
+import (
+	"bytes"
+	"io"
+	"testing"
+)
+
+// These tests cover the shared-memory ring a writer's Unix connection to
+// its server uses for large writes (package shm).
+
+// writeThenRead writes payload in writes of chunk bytes on a channel of
+// sw with no reader, closes it, reads it back through sr from the cache,
+// and returns both ends.
+func writeThenRead(t *testing.T, sw, sr *Space, name string, payload []byte, chunk int) (*Writer, *Reader) {
+	t.Helper()
+	ctx := testCtx(t)
+	w, err := sw.Create(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := payload; len(p) > 0; {
+		n := min(chunk, len(p))
+		if _, err := w.Write(p[:n]); err != nil {
+			t.Fatal(err)
+		}
+		p = p[n:]
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := sr.Attach(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatalf("read %d bytes back, differing from the %d written", len(got), len(payload))
+	}
+	return w, r
+}
+
+// TestWriterUsesSharedRing: a writer's large writes to a server of its
+// host go through a shared ring, and the cache holds exactly the bytes; a
+// reader of the cache gets them through the server's ring.
+// With a ring smaller than two pieces of a write (400 KiB writes are sent
+// as 256 and 144 KiB; the ring holds 300), the piece that does not fit
+// goes inline right after the one that does; the bytes are the same.
+func TestWriterUsesSharedRing(t *testing.T) {
+	needHost(t)
+	for _, c := range []struct {
+		name  string
+		ring  int
+		write int
+	}{{"default", 0, 200 << 10}, {"small", 300 << 10, 400 << 10}} {
+		t.Run(c.name, func(t *testing.T) {
+			sw, sr, _, _ := pipeline(t, func(cfg *Config) { cfg.SharedRing = c.ring })
+			w, r := writeThenRead(t, sw, sr, "ring", bytesOf(7, 12<<20+333), c.write)
+			if !isUnix(w.c) {
+				t.Fatalf("writer's cache connection is %T, want a Unix socket", w.c.c)
+			}
+			if w.c.ringBytes == 0 {
+				t.Fatal("no byte went through the shared ring")
+			}
+			if c.ring > 0 && w.c.ringMissed == 0 {
+				t.Fatal("a ring smaller than a write's pieces took them all")
+			}
+			if r.ringRead == 0 {
+				t.Fatal("the reader got no byte through the server's ring")
+			}
+			t.Logf("%d bytes through the writer's ring, %d inline for want of room; %d read through the server's",
+				w.c.ringBytes, w.c.ringMissed, r.ringRead)
+		})
+	}
+}
+
+// TestSharedRingOff: with SharedRing negative the writer sends every
+// byte through the socket.
+func TestSharedRingOff(t *testing.T) {
+	needHost(t)
+	sw, sr, _, _ := pipeline(t, func(cfg *Config) { cfg.SharedRing = -1 })
+	w, _ := writeThenRead(t, sw, sr, "off", bytesOf(8, 2<<20), 256<<10)
+	if w.c.ringBytes != 0 || w.c.ringMissed != 0 {
+		t.Fatalf("%d bytes through a ring that is off", w.c.ringBytes)
+	}
+}
+
+// TestDirectPathUsesSharedRing: a reader of this host on the direct path
+// gets a long stream's bytes through the writer's ring, in order. The
+// queue is large enough that the writer never drops the reader.
+func TestDirectPathUsesSharedRing(t *testing.T) {
+	needHost(t)
+	ctx := testCtx(t)
+	sw, sr, _, _ := pipeline(t, func(c *Config) { c.SinkQueue = 64 << 20 })
+	w, err := sw.Create(ctx, "direct-ring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := sr.Attach(ctx, "direct-ring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	payload := bytesOf(9, 16<<20+777)
+	got := make([]byte, len(payload))
+	// A first byte read puts the reader on the direct path before the
+	// stream starts (a reader subscribing late may be sent to the cache).
+	if _, err := w.Write(payload[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(r, got[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if r.src != srcDirect {
+		t.Fatalf("reader on source %d after its first byte, want the direct path", r.src)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(r, got[1:])
+		errc <- err
+	}()
+	for p := payload[1:]; len(p) > 0; {
+		n := min(len(p), 256<<10)
+		if _, err := w.Write(p[:n]); err != nil {
+			t.Fatal(err)
+		}
+		p = p[n:]
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("payload differs")
+	}
+	if r.ringDir == 0 {
+		t.Fatalf("no byte came through the writer's ring on the direct path (%d through rings in all)", r.ringRead)
+	}
+	t.Logf("%d of %d bytes through the writer's ring", r.ringDir, len(payload))
+}
