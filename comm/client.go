@@ -208,29 +208,46 @@ func (c *Client) forget(s *Space) {
 	c.mu.Unlock()
 }
 
-// maxIdleDirect bounds the idle direct-path connections kept per writer
-// address.
-const maxIdleDirect = 4
+// maxIdle bounds the idle connections kept per address: a server's, or
+// a writer's direct-path listener.
+const maxIdle = 8
 
-// takeDirect returns an idle direct-path connection to addr, or nil.
-func (c *Client) takeDirect(addr string) *conn {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	conns := c.idle[addr]
-	if len(conns) == 0 {
-		return nil
+// connect returns an idle connection to addr (see putIdle), or a new one.
+// Reusing a connection spares the dial, the server's new session and the
+// hello, which were most of what creating or attaching a channel cost.
+func (c *Client) connect(ctx context.Context, addr string) (*conn, error) {
+	if cn := c.takeIdle(addr); cn != nil {
+		return cn, nil
 	}
-	cn := conns[len(conns)-1]
-	conns[len(conns)-1] = nil
-	c.idle[addr] = conns[:len(conns)-1]
-	return cn
+	return c.dial(ctx, addr)
 }
 
-// putDirect keeps cn, a direct-path connection whose last subscription
-// ended cleanly, for the next reader of a writer at addr.
-func (c *Client) putDirect(addr string, cn *conn) {
+// takeIdle returns an idle connection to addr that is still usable (see
+// conn.reusable), or nil.
+func (c *Client) takeIdle(addr string) *conn {
+	for {
+		c.mu.Lock()
+		conns := c.idle[addr]
+		if len(conns) == 0 {
+			c.mu.Unlock()
+			return nil
+		}
+		cn := conns[len(conns)-1]
+		conns[len(conns)-1] = nil
+		c.idle[addr] = conns[:len(conns)-1]
+		c.mu.Unlock()
+		if cn.reusable() {
+			return cn
+		}
+		cn.close()
+	}
+}
+
+// putIdle keeps cn, a connection to addr with nothing in flight (its last
+// user's exchanges all answered), for the next user of addr.
+func (c *Client) putIdle(addr string, cn *conn) {
 	c.mu.Lock()
-	if c.closed || len(c.idle[addr]) >= maxIdleDirect {
+	if c.closed || len(c.idle[addr]) >= maxIdle {
 		c.mu.Unlock()
 		cn.close()
 		return

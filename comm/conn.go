@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pispace/pispace/comm/internal/local"
@@ -278,6 +279,33 @@ func (c *conn) callInfo(ctx context.Context, t wire.Type, m proto.Msg) (*proto.I
 		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
 	return &info, nil
+}
+
+// reusable reports whether an idle connection can serve a new user:
+// nothing unread is buffered, and a non-blocking peek finds the socket
+// neither closed by the peer nor holding bytes nobody asked for. It clears
+// the deadlines an earlier user may have left.
+func (c *conn) reusable() bool {
+	c.c.SetDeadline(time.Time{})
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := c.c.(syscall.Conn)
+	if !ok {
+		return true // not a socket (tests): nothing to look at
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	quiet := false
+	var b [1]byte
+	rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		quiet = err == syscall.EAGAIN
+		return true
+	})
+	return quiet
 }
 
 // close closes the connection, then unmaps its ring: the close first, so

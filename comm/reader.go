@@ -67,7 +67,7 @@ type Reader struct {
 }
 
 func newReader(ctx context.Context, s *Space, name string, anyInst bool, o attachOpts) (*Reader, error) {
-	c, err := s.c.dial(ctx, s.addr)
+	c, err := s.c.connect(ctx, s.addr)
 	if err != nil {
 		return nil, fmt.Errorf("comm: attach %q: %w", name, err)
 	}
@@ -362,7 +362,7 @@ func (r *Reader) endOfStream(m proto.EOF) error {
 		if r.src == srcDirect && r.dc != nil {
 			// The subscription ended cleanly: the connection can serve
 			// another reader of this client.
-			r.s.c.putDirect(r.directAddr, r.dc)
+			r.s.c.putIdle(r.directAddr, r.dc)
 			r.dc = nil
 		}
 		return nil
@@ -381,7 +381,7 @@ func (r *Reader) endOfStream(m proto.EOF) error {
 // without a direct path, a cache stream that follows the writer.
 func (r *Reader) open(ctx context.Context) error {
 	if r.cc == nil {
-		c, err := r.s.c.dial(ctx, r.s.addr)
+		c, err := r.s.c.connect(ctx, r.s.addr)
 		if err != nil {
 			return fmt.Errorf("comm: reconnect: %w", err)
 		}
@@ -431,7 +431,7 @@ func (r *Reader) open(ctx context.Context) error {
 func (r *Reader) subscribe(ctx context.Context) bool {
 	pooled := false
 	if r.dc == nil {
-		r.dc, pooled = r.s.c.takeDirect(r.directAddr), true
+		r.dc, pooled = r.s.c.takeIdle(r.directAddr), true
 	}
 	for {
 		if r.dc == nil {
@@ -538,7 +538,15 @@ func (r *Reader) Close() error {
 		r.dc.close()
 	}
 	if r.cc != nil {
-		r.cc.close()
+		if r.eof {
+			// The stream ended at the sealed end: nothing is in flight on
+			// the cache connection, which the next reader or writer of the
+			// space can use.
+			r.s.c.putIdle(r.s.addr, r.cc)
+		} else {
+			r.cc.close()
+		}
+		r.cc = nil
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pispace/pispace/comm/internal/proto"
@@ -34,10 +35,15 @@ type Writer struct {
 
 	replies chan wire.Frame // frames answering requests (Close, Flush) from the reply reader
 	done    chan struct{}   // closed when the reply reader exits
+	// sealReq is the request id of Close's request; the reply reader stops
+	// at its answer, setting idle: nothing more comes on the connection,
+	// which then goes back to the client's pool.
+	sealReq atomic.Uint32
+	idle    atomic.Bool
 }
 
 func newWriter(ctx context.Context, s *Space, name string, o createOpts) (*Writer, error) {
-	c, err := s.c.dial(ctx, s.addr)
+	c, err := s.c.connect(ctx, s.addr)
 	if err != nil {
 		return nil, fmt.Errorf("comm: create %q: %w", name, err)
 	}
@@ -77,11 +83,11 @@ func (w *Writer) Offset() int64 {
 
 // readReplies reads the connection's incoming frames: errors from failed
 // writes (remembered and reported by the next Write or Close) and the
-// reply to Close.
+// replies to Flush and Close; it ends after Close's answer.
 func (w *Writer) readReplies() {
 	defer close(w.done)
 	for {
-		f, err := w.c.r.Next()
+		f, err := w.c.next()
 		if err != nil {
 			w.fail(fmt.Errorf("comm: connection to cache lost: %w", err))
 			return
@@ -91,9 +97,17 @@ func (w *Writer) readReplies() {
 			continue
 		}
 		f.Payload = append([]byte(nil), f.Payload...)
+		// Close's answer is the last frame: say so before Close sees it.
+		last := f.Type == proto.TInfo && f.Req != 0 && f.Req == w.sealReq.Load()
+		if last {
+			w.idle.Store(true)
+		}
 		select {
 		case w.replies <- f:
 		default: // nobody asked
+		}
+		if last {
+			return
 		}
 	}
 }
@@ -211,6 +225,7 @@ func (w *Writer) Close(ctx context.Context) error {
 // waits for the answer, which comes once the cache holds everything.
 func (w *Writer) seal(ctx context.Context, length int64) error {
 	req := w.c.nextReq()
+	w.sealReq.Store(req)
 	frame := proto.AppendMsg(nil, proto.TClose, req, &proto.Close{Space: w.s.name, Instance: w.info.Instance, Length: length})
 	err := w.cs.flushWith(ctx, frame)
 	if err == nil {
@@ -315,9 +330,18 @@ func (w *Writer) Detach() error {
 	return nil
 }
 
+// release ends the writer's goroutines and its hold on the connection:
+// back to the client's pool once Close was answered (the reply reader has
+// stopped, and nothing else is in flight), closed otherwise.
 func (w *Writer) release() {
 	if d := w.s.c.direct; d != nil {
 		d.unregister(w.s.name, w.info.Instance, w)
+	}
+	if w.idle.Load() {
+		w.cs.stop()
+		<-w.done
+		w.s.c.putIdle(w.s.addr, w.c)
+		return
 	}
 	w.c.close() // first: it unblocks a cache write stuck on a dead server
 	w.cs.stop()

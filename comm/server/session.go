@@ -303,8 +303,6 @@ func (ss *session) onSpace(f wire.Frame, m proto.SpaceReq) error {
 	return nil
 }
 
-// onWrite appends a data frame to the cache. Only the session that created
-// (or resumed) the instance may write it.
 // onRing maps the shared ring the client sent with the frame. A session
 // has one ring, and only on a Unix socket.
 func (ss *session) onRing() error {
@@ -327,6 +325,8 @@ func (ss *session) onRing() error {
 	return nil
 }
 
+// onWrite appends a data frame to the cache. Only the session that created
+// (or resumed) the instance may write it.
 func (ss *session) onWrite(f wire.Frame) error {
 	space, inst, off, data, err := proto.DecodeData(f.Payload)
 	if err != nil {
@@ -388,6 +388,11 @@ func (ss *session) onClose(req uint32, m proto.Close) {
 		ss.sendError(req, codeOf(err), fmt.Sprintf("close at length %d: %v", m.Length, err))
 		return
 	}
+	// Sealed: nothing more to write. A client keeps its connections for
+	// its next channels, so the session forgets the instance.
+	ss.mu.Lock()
+	delete(ss.writers, key)
+	ss.mu.Unlock()
 	ss.post(m.Space, req, lookup.Close{Req: lookup.ReqID(req), Session: ss.lid,
 		Instance: lookup.InstanceID(m.Instance), Length: m.Length})
 }
