@@ -53,10 +53,13 @@ type Config struct {
 	// turns spinning off. There is no spinning when GOMAXPROCS is 1.
 	SpinRead time.Duration
 	// SharedRing is the size of the shared-memory ring a writer's
-	// connection to a server on the same host offers, the first time it
-	// has a large write for the cache (see package shm): the bytes then
-	// go through the ring instead of the socket. Zero means 8 MiB;
-	// negative turns rings off.
+	// connection to a server on the same host offers once it has carried
+	// shm.After bytes of large writes for the cache (see package shm): the
+	// bytes then go through the ring instead of the socket, and a write
+	// that finds the ring full goes through the socket. The server has to
+	// copy every byte into its cache, so this ring absorbs bursts. Zero
+	// means 8 MiB; negative turns rings off, also on the direct path,
+	// whose rings are DirectWindow bytes (what a reader may lag by).
 	SharedRing int
 }
 
@@ -87,7 +90,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.SpinRead = 50 * time.Microsecond
 	}
 	if c.SharedRing == 0 {
-		c.SharedRing = 2 << 20
+		c.SharedRing = 8 << 20
 	}
 	return c, nil
 }
@@ -125,7 +128,11 @@ func New(cfg Config) (*Client, error) {
 		if ll, ep, err := local.Listen("direct"); err == nil { // best effort: TCP serves everyone
 			ls, eps = append(ls, ll), eps+","+ep
 		}
-		c.direct = newDirectServer(ls, eps, cfg.MaxPayload, cfg.DirectWindow, cfg.SharedRing)
+		ring := cfg.DirectWindow
+		if cfg.SharedRing < 0 {
+			ring = 0
+		}
+		c.direct = newDirectServer(ls, eps, cfg.MaxPayload, cfg.DirectWindow, ring)
 	}
 	return c, nil
 }

@@ -36,7 +36,7 @@ type wkey struct {
 
 // newDirectServer serves the listeners, whose endpoints (see local.go)
 // are eps; ring is the size of the shared ring offered to a reader of
-// this host (Config.SharedRing).
+// this host, 0 for none.
 func newDirectServer(ls []net.Listener, eps string, max, window, ring int) *directServer {
 	d := &directServer{ls: ls, eps: eps, max: max, window: window, ring: ring, writers: map[wkey]*Writer{},
 		conns: map[net.Conn]struct{}{}}

@@ -482,20 +482,24 @@ func (cs *cacheSender) signal(wasIdle bool) {
 }
 
 // write hands p, at off, to the cache: itself, from the caller's
-// goroutine and without a copy, when p is large (ownWriteMin), nothing is
-// queued, and the history no longer needs the bytes (the stream is past
-// its first writerHistory bytes); otherwise by push. The write then happens while
-// the direct readers read what Write gave them just before.
+// goroutine and without a copy, when p is large (ownWriteMin), the sending
+// goroutine is not writing, and the history no longer needs the bytes (the
+// stream is past its first writerHistory bytes); otherwise by push. Bytes
+// still queued (a message's header, written just before) go first in the
+// same write. The write then happens while the direct readers read what
+// Write gave them just before.
 func (cs *cacheSender) write(off int64, p []byte) error {
 	cs.mu.Lock()
-	if len(p) < ownWriteMin || cs.end < writerHistory || cs.sent != cs.end || cs.err != nil || cs.stopped {
+	if len(p) < ownWriteMin || cs.end < writerHistory || cs.writing || cs.err != nil || cs.stopped {
 		cs.mu.Unlock()
 		return cs.push(off, p)
 	}
+	if off != cs.end {
+		panic(fmt.Sprintf("comm: cache queue at %d, write at %d", cs.end, off))
+	}
+	pieces := cs.pieces(nil)
+	cs.writing = true // the sending goroutine waits; only Write, on this goroutine, queues
 	cs.mu.Unlock()
-	// The sending goroutine is idle (nothing queued) and only Write, on
-	// this goroutine, queues: it stays idle until this returns.
-	var pieces []piece
 	for at := 0; at < len(p); {
 		n := min(len(p)-at, cs.chunk)
 		pieces = append(pieces, piece{off + int64(at), p[at : at+n]})
@@ -504,6 +508,7 @@ func (cs *cacheSender) write(off int64, p []byte) error {
 	err := cs.writeFrames(pieces, nil)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	cs.writing = false
 	if err != nil {
 		return cs.failed(err)
 	}

@@ -14,6 +14,9 @@
 //
 // Rank 0 prints one line per case, "osu KIND PARAM VALUE UNIT". Every rank
 // checks the allreduce result and exits non-zero on a wrong sum.
+//
+// With OSURANK_CPUPROFILE=PREFIX in the environment each rank writes a CPU
+// profile of its cases to PREFIX.RANK (for go tool pprof).
 package main
 
 import (
@@ -21,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,6 +75,13 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("osurank: %w", err)
 	}
 	defer w.Close()
+	if prefix := os.Getenv("OSURANK_CPUPROFILE"); prefix != "" {
+		stop, err := profile(fmt.Sprintf("%s.%d", prefix, w.Rank()))
+		if err != nil {
+			return fmt.Errorf("osurank: %w", err)
+		}
+		defer stop()
+	}
 	for _, s := range specs {
 		if err := runCase(ctx, w, s); err != nil {
 			return fmt.Errorf("osurank: %s:%d: %w", s.kind, s.param, err)
@@ -80,6 +91,22 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("osurank: close: %w", err)
 	}
 	return nil
+}
+
+// profile starts a CPU profile written to path; stop ends it.
+func profile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func parseSpec(a string) (spec, error) {

@@ -184,6 +184,10 @@ func (s *Store) freezeEvent(seg *segment, tb *buffer, buf []byte, crc uint32) se
 	return ev
 }
 
+// populateMin is the smallest fresh buffer populated in one go (see
+// populate); smaller ones are not worth the system call.
+const populateMin = 64 << 10
+
 // grow returns a new buffer holding a copy of buf with room for need
 // bytes, counting the extra capacity in memBytes. A whole segment buffer
 // comes from the free list if it can. A memory-only store refuses to pass
@@ -205,6 +209,9 @@ func (s *Store) grow(buf []byte, need int) (*buffer, error) {
 	}
 	if nb == nil {
 		nb = make([]byte, c)
+		if c >= populateMin {
+			populate(nb)
+		}
 	}
 	copy(nb, buf)
 	s.trimFree()

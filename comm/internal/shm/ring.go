@@ -24,8 +24,8 @@ const MinPayload = 16 << 10
 // carries little never pays for one.
 const After = 1 << 20
 
-// poolMax bounds the data areas a process keeps for its next rings.
-const poolMax = 8
+// poolBytes bounds the data areas a process keeps for its next rings.
+const poolBytes = 32 << 20
 
 // Errors.
 var (
@@ -47,8 +47,9 @@ type area struct {
 }
 
 var pool struct {
-	mu   sync.Mutex
-	free []*area
+	mu    sync.Mutex
+	free  []*area
+	bytes int
 }
 
 // getArea returns a pooled area of size bytes or a new one.
@@ -57,6 +58,7 @@ func getArea(size int) (*area, error) {
 	for i, a := range pool.free {
 		if len(a.mem) == size {
 			pool.free = append(pool.free[:i], pool.free[i+1:]...)
+			pool.bytes -= size
 			pool.mu.Unlock()
 			return a, nil
 		}
@@ -72,8 +74,9 @@ func getArea(size int) (*area, error) {
 // putArea keeps a for the next ring, or frees it when the pool is full.
 func putArea(a *area) {
 	pool.mu.Lock()
-	if len(pool.free) < poolMax {
+	if pool.bytes+len(a.mem) <= poolBytes {
 		pool.free = append(pool.free, a)
+		pool.bytes += len(a.mem)
 		pool.mu.Unlock()
 		return
 	}
