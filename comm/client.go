@@ -58,8 +58,9 @@ type Config struct {
 	// bytes then go through the ring instead of the socket, and a write
 	// that finds the ring full goes through the socket. The server has to
 	// copy every byte into its cache, so this ring absorbs bursts. Zero
-	// means 8 MiB; negative turns rings off, also on the direct path,
-	// whose rings are DirectWindow bytes (what a reader may lag by).
+	// means 4 MiB; negative turns rings off, also on the direct path,
+	// whose rings are DirectWindow bytes (what a reader may lag by), at
+	// most 4 MiB. A process's rings share a budget (shm.Budget).
 	SharedRing int
 }
 
@@ -90,7 +91,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.SpinRead = 50 * time.Microsecond
 	}
 	if c.SharedRing == 0 {
-		c.SharedRing = 8 << 20
+		c.SharedRing = 4 << 20
 	}
 	return c, nil
 }
@@ -128,7 +129,7 @@ func New(cfg Config) (*Client, error) {
 		if ll, ep, err := local.Listen("direct"); err == nil { // best effort: TCP serves everyone
 			ls, eps = append(ls, ll), eps+","+ep
 		}
-		ring := cfg.DirectWindow
+		ring := min(cfg.DirectWindow, 4<<20)
 		if cfg.SharedRing < 0 {
 			ring = 0
 		}

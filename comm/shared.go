@@ -1,6 +1,7 @@
 package comm
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -62,8 +63,9 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 // ring returns the shared ring for a payload of n bytes, offering it to
 // the peer first if this is its first use, or nil: no ring for this
 // connection, n too small to gain from one, or the connection has not yet
-// carried shm.After bytes of large payloads. A ring that cannot be made
-// or offered is not tried again. wmu must be held.
+// carried shm.After bytes of large payloads. A ring the process has no
+// budget for is tried again after another shm.After bytes; one that cannot
+// be made or offered is not tried again. wmu must be held.
 func (c *conn) ring(n int) *shm.Tx {
 	if n < shm.MinPayload {
 		return nil
@@ -75,13 +77,17 @@ func (c *conn) ring(n int) *shm.Tx {
 		c.big += int64(n)
 		return nil
 	}
-	size := c.ringSize
-	c.ringSize = 0
 	uc, ok := c.c.(*net.UnixConn)
 	if !ok {
+		c.ringSize = 0
 		return nil
 	}
-	tx, err := shm.NewTx(size)
+	tx, err := shm.NewTx(c.ringSize)
+	if errors.Is(err, shm.ErrBudget) {
+		c.big = 0 // the process's rings use their budget: try again later
+		return nil
+	}
+	c.ringSize = 0 // from here on, one try only
 	if err != nil {
 		return nil
 	}

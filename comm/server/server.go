@@ -42,10 +42,11 @@ type Config struct {
 	// be identified, "off" no.
 	Local string
 	// SharedRing is the size of the shared-memory ring a session on a
-	// Unix socket offers its client the first time it has a large read
-	// reply (see package comm/internal/shm): the bytes then go through
-	// the ring instead of the socket. Zero means 8 MiB; negative turns
-	// rings off.
+	// Unix socket offers its client once it has sent shm.After bytes of
+	// large read replies (see package comm/internal/shm): the bytes then
+	// go through the ring instead of the socket. Zero means 2 MiB;
+	// negative turns rings off. The server's rings share the process's
+	// budget (shm.Budget): sessions beyond it use their socket.
 	SharedRing int
 }
 

@@ -562,7 +562,8 @@ func (ss *session) writeLoop() {
 
 // ring returns the session's ring for a read reply of n bytes, making and
 // offering it the first time, or nil (also until the session has sent
-// shm.After bytes of large replies, see there). Only the writing goroutine calls it: the
+// shm.After bytes of large replies, see there, and while the process's
+// rings use their budget). Only the writing goroutine calls it: the
 // offer is written ahead of the frames being gathered, which is fine, as
 // it only has to precede the frames that use the ring.
 func (ss *session) ring(n int) *shm.Tx {
@@ -573,12 +574,17 @@ func (ss *session) ring(n int) *shm.Tx {
 		ss.big += int64(n)
 		return nil
 	}
-	ss.noRing = true
 	uc, ok := ss.conn.(*net.UnixConn)
 	if !ok || ss.s.cfg.SharedRing <= 0 {
+		ss.noRing = true
 		return nil
 	}
 	tx, err := shm.NewTx(ss.s.cfg.SharedRing)
+	if errors.Is(err, shm.ErrBudget) {
+		ss.big = 0 // the process's rings use their budget: try again later
+		return nil
+	}
+	ss.noRing = true // from here on, one try only
 	if err != nil {
 		ss.s.cfg.Logger.Info("no shared ring", "err", err)
 		return nil

@@ -27,10 +27,20 @@ const After = 1 << 20
 // poolBytes bounds the data areas a process keeps for its next rings.
 const poolBytes = 32 << 20
 
+// Budget bounds the data areas of a process's live rings. A process with
+// many connections (a rank with many peers, a server with many clients)
+// gives rings to the first ones that carry enough; the others use their
+// socket until rings close (NewTx says ErrBudget).
+const Budget = 64 << 20
+
+// live is the size of the data areas of rings not yet closed.
+var live atomic.Int64
+
 // Errors.
 var (
-	ErrRing = errors.New("shm: bad ring")      // descriptors that are not a sealed ring of an acceptable size
-	ErrRef  = errors.New("shm: bad reference") // a reference outside the ring or out of order
+	ErrRing   = errors.New("shm: bad ring")                 // descriptors that are not a sealed ring of an acceptable size
+	ErrRef    = errors.New("shm: bad reference")            // a reference outside the ring or out of order
+	ErrBudget = errors.New("shm: ring memory budget spent") // see Budget
 )
 
 // area is a ring's data: a sealed memfd and the producer's writable
@@ -135,13 +145,19 @@ func NewTx(size int) (*Tx, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("shm: ring size %d", size)
 	}
+	if live.Add(int64(size)) > Budget {
+		live.Add(-int64(size))
+		return nil, ErrBudget
+	}
 	a, err := getArea(size)
 	if err != nil {
+		live.Add(-int64(size))
 		return nil, err
 	}
 	hfd, hdr, err := newMemfd("pispace-ring-head", headerSize, 0)
 	if err != nil {
 		putArea(a)
+		live.Add(-int64(size))
 		return nil, err
 	}
 	return &Tx{hfd: hfd, hdr: hdr, head: headOf(hdr), area: a, data: a.mem}, nil
@@ -201,6 +217,7 @@ func (t *Tx) Close() error {
 	if t.area == nil {
 		return nil
 	}
+	live.Add(-int64(len(t.data)))
 	if t.head.Load() == t.next {
 		putArea(t.area)
 	} else {

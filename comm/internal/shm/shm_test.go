@@ -261,3 +261,20 @@ func TestReaderRefusesDescriptorFlood(t *testing.T) {
 		t.Fatalf("reading past %d untaken descriptors: %v, want ErrDescriptors", maxPending, err)
 	}
 }
+
+// TestBudget: a process's live rings share Budget; closing one makes room.
+func TestBudget(t *testing.T) {
+	big, err := NewTx(Budget - int(live.Load()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewTx(4096); !errors.Is(err, ErrBudget) {
+		t.Fatalf("a ring past the budget: %v, want ErrBudget", err)
+	}
+	big.Close()
+	small, err := NewTx(4096)
+	if err != nil {
+		t.Fatalf("after a ring closed: %v", err)
+	}
+	small.Close()
+}
