@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pispace/pispace/comm"
 	"github.com/pispace/pispace/comm/internal/proto"
 	"github.com/pispace/pispace/comm/internal/shm"
 	"github.com/pispace/pispace/comm/wire"
@@ -84,29 +83,7 @@ func TestBadRingInput(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	cl, err := comm.New(comm.Config{Servers: []string{addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	sp, err := cl.OpenSpace(ctx, "healthy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := sp.Create(ctx, "ch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	healthy := make(chan error, 1)
-	go func() {
-		for range 64 {
-			if _, err := w.Write(make([]byte, 256<<10)); err != nil {
-				healthy <- err
-				return
-			}
-		}
-		healthy <- w.Close(ctx)
-	}()
+	h := startHealthy(t, ctx, addr, 64, 256<<10) // large writes: through a ring
 
 	ringFrame := proto.AppendMsg(nil, proto.TRing, 0, nil)
 	shared := func(pos uint64, n int) []byte {
@@ -140,16 +117,5 @@ func TestBadRingInput(t *testing.T) {
 			t.Fatalf("got %+v", e)
 		}
 	})
-	if err := <-healthy; err != nil {
-		t.Fatalf("healthy client failed: %v", err)
-	}
-	r, err := sp.Attach(ctx, "ch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	n, err := io.Copy(io.Discard, r)
-	if err != nil || n != 64<<18 {
-		t.Fatalf("healthy channel: %d bytes, %v", n, err)
-	}
+	h.check(t, ctx)
 }

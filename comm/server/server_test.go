@@ -103,6 +103,65 @@ func lastError(t *testing.T, out []byte) proto.Error {
 	return e
 }
 
+// healthy is a client writing a channel while bad input hits its server.
+type healthy struct {
+	cl   *comm.Client
+	sp   *comm.Space
+	want int
+	done chan error
+}
+
+// startHealthy starts a client writing n writes of size bytes (a
+// millisecond apart when small) on channel "ch" of space "healthy", then
+// closing it.
+func startHealthy(t *testing.T, ctx context.Context, addr string, n, size int) *healthy {
+	t.Helper()
+	cl, err := comm.New(comm.Config{Servers: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	sp, err := cl.OpenSpace(ctx, "healthy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := sp.Create(ctx, "ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &healthy{cl: cl, sp: sp, want: n * size, done: make(chan error, 1)}
+	go func() {
+		for i := range n {
+			if _, err := w.Write(bytes.Repeat([]byte{byte(i)}, size)); err != nil {
+				h.done <- err
+				return
+			}
+			if size < 64<<10 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		h.done <- w.Close(ctx)
+	}()
+	return h
+}
+
+// check waits for the writer to finish and reads the channel back whole.
+func (h *healthy) check(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if err := <-h.done; err != nil {
+		t.Fatalf("healthy client failed: %v", err)
+	}
+	r, err := h.sp.Attach(ctx, "ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	n, err := io.Copy(io.Discard, r)
+	if err != nil || n != int64(h.want) {
+		t.Fatalf("healthy channel: %d bytes, %v; want %d", n, err, h.want)
+	}
+}
+
 // TestBadInput is the test 6: random and truncated frames, an
 // oversized length, an unknown space or channel: each gets a clear error,
 // only its own connection closes, a healthy client keeps being served, and
@@ -114,29 +173,7 @@ func TestBadInput(t *testing.T) {
 	defer cancel()
 
 	// A healthy client streams through a channel the whole time.
-	cl, err := comm.New(comm.Config{Servers: []string{addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := cl.OpenSpace(ctx, "healthy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := sp.Create(ctx, "ch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	healthy := make(chan error, 1)
-	go func() {
-		for i := range 200 {
-			if _, err := w.Write(bytes.Repeat([]byte{byte(i)}, 1000)); err != nil {
-				healthy <- err
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-		healthy <- w.Close(ctx)
-	}()
+	h := startHealthy(t, ctx, addr, 200, 1000)
 
 	t.Run("garbage", func(t *testing.T) {
 		r := rand.New(rand.NewPCG(1, 1))
@@ -207,19 +244,8 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 
-	if err := <-healthy; err != nil {
-		t.Fatalf("healthy client failed: %v", err)
-	}
-	r, err := sp.Attach(ctx, "ch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(r)
-	if err != nil || len(got) != 200*1000 {
-		t.Fatalf("healthy channel: %d bytes, %v", len(got), err)
-	}
-	r.Close()
-	cl.Close()
+	h.check(t, ctx)
+	h.cl.Close()
 	s.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
