@@ -61,6 +61,59 @@ func TestChannelsReuseConnections(t *testing.T) {
 	}
 }
 
+// TestDirectReaderLeavesCacheConnection: a reader that stops reading on
+// the direct path, before the end, has no stream on its cache connection,
+// which goes back to the pool; one that stops in the middle of a cache
+// stream closes it.
+func TestDirectReaderLeavesCacheConnection(t *testing.T) {
+	sw, sr, _, rcl := pipeline(t, nil)
+	ctx := testCtx(t)
+	w, err := sw.Create(ctx, "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close(ctx)
+	r, err := sr.Attach(ctx, "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("hello"))
+	var b [5]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		t.Fatal(err)
+	}
+	if r.src != srcDirect {
+		t.Fatalf("reader on source %d, want the direct path", r.src)
+	}
+	cc := r.cc
+	r.Close()
+	if got := rcl.takeIdle(sr.addr); got != cc {
+		t.Fatal("the cache connection of a reader on the direct path was not pooled")
+	}
+
+	// A reader in the middle of a cache stream: its connection is busy.
+	w2, err := sw.Create(ctx, "sealed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.Write(bytesOf(3, 4<<20))
+	if err := w2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := sr.Attach(ctx, "sealed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(r2, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	cc2 := r2.cc
+	r2.Close()
+	if got := rcl.takeIdle(sr.addr); got == cc2 {
+		t.Fatal("the connection of a reader stopped mid-stream was pooled")
+	}
+}
+
 // TestDetachedWriterConnectionNotReused: a writer that detaches leaves the
 // instance open on its session, so its connection is closed, not pooled.
 func TestDetachedWriterConnectionNotReused(t *testing.T) {

@@ -538,10 +538,11 @@ func (r *Reader) Close() error {
 		r.dc.close()
 	}
 	if r.cc != nil {
-		if r.eof {
-			// The stream ended at the sealed end: nothing is in flight on
-			// the cache connection, which the next reader or writer of the
-			// space can use.
+		if r.eof || r.src == srcDirect || r.src == srcNone {
+			// No stream runs on the cache connection (the sealed end was
+			// reached, or the bytes come from the writer, or nothing is
+			// being read): nothing is in flight on it, and the next reader
+			// or writer of the space can use it.
 			r.s.c.putIdle(r.s.addr, r.cc)
 		} else {
 			r.cc.close()
