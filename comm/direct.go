@@ -336,7 +336,9 @@ func (s *sink) offer(off int64, p []byte) bool {
 	if s.dead {
 		return false
 	}
-	if len(s.q) == 0 && !s.busy && off+int64(len(p))-s.acked <= int64(s.window) {
+	// Inline while that cannot block: within the window the socket's send
+	// buffer holds, or, past it, when the bytes go through the ring.
+	if len(s.q) == 0 && !s.busy && (off+int64(len(p))-s.acked <= int64(s.window) || s.c.ringTakes(len(p), s.chunk)) {
 		s.busy = true
 		s.mu.Unlock()
 		err := s.writeInline(off, p)

@@ -60,6 +60,27 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 	return err
 }
 
+// ringTakes reports whether a payload of n bytes, cut into pieces of at
+// most chunk bytes, would go through the connection's ring whole: a ring
+// is set up, every piece is large enough for it, and all fit in the room
+// its consumer has released. Then writing it puts only small frames on
+// the socket, which cannot block.
+func (c *conn) ringTakes(n, chunk int) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.tx == nil || n < shm.MinPayload {
+		return false
+	}
+	sizes := make([]int, 0, n/chunk+1)
+	for ; n > 0; n -= min(n, chunk) {
+		sizes = append(sizes, min(n, chunk))
+	}
+	if sizes[len(sizes)-1] < shm.MinPayload {
+		return false
+	}
+	return c.tx.Fits(sizes...)
+}
+
 // ring returns the shared ring for a payload of n bytes, offering it to
 // the peer first if this is its first use, or nil: no ring for this
 // connection, n too small to gain from one, or the connection has not yet

@@ -3,7 +3,15 @@ package comm
 import (
 	"bytes"
 	"io"
+	"net"
+	"path/filepath"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/pispace/pispace/comm/commtest"
+	"github.com/pispace/pispace/comm/internal/proto"
+	"github.com/pispace/pispace/comm/internal/shm"
 )
 
 // These tests cover the shared-memory ring a writer's Unix connection to
@@ -143,4 +151,100 @@ func TestDirectPathUsesSharedRing(t *testing.T) {
 		t.Fatalf("no byte came through the writer's ring on the direct path (%d through rings in all)", r.ringRead)
 	}
 	t.Logf("%d of %d bytes through the writer's ring", r.ringDir, len(payload))
+}
+
+// unixConns returns both ends of a Unix socket as connections.
+func unixConns(t *testing.T) (*conn, *conn) {
+	t.Helper()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(t.TempDir(), "s"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, cb := newConn(a, 8<<20, 0), newConn(b, 8<<20, 0)
+	t.Cleanup(func() { ca.close(); cb.close() })
+	return ca, cb
+}
+
+// TestSinkPastWindowThroughRing: once the direct connection has a ring,
+// Write hands a reader bytes beyond the window itself when they go
+// through the ring whole (only small frames reach the socket, which
+// cannot block), instead of copying them into the sink's queue.
+func TestSinkPastWindowThroughRing(t *testing.T) {
+	wc, rc := unixConns(t)
+	wc.ringSize = 1 << 20
+	const window = 64 << 10
+	s := newSink(wc, 7, "sp", 1, 8<<20, window, 64<<10, new(sync.Pool), 0)
+	s.start(nil)
+	t.Cleanup(func() { s.abort(); s.wait() })
+	f, err := rc.next()
+	if err != nil || f.Type != proto.TOK {
+		t.Fatalf("subscribe reply %v %v", f, err)
+	}
+	commtest.Eventually(t, 5*time.Second, func() bool { _, _, busy := sinkState(s); return !busy }, "sink stays busy")
+
+	var got []byte
+	shared := 0
+	readTo := func(n int) {
+		t.Helper()
+		for len(got) < n {
+			f, err := rc.next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, off, data, err := proto.DecodeData(f.Payload)
+			if err != nil || off != int64(len(got)) {
+				t.Fatalf("data frame at %d (%v), want %d", off, err, len(got))
+			}
+			if f.Flags&proto.FlagShared != 0 {
+				if data, err = rc.shared(data); err != nil {
+					t.Fatal(err)
+				}
+				shared++
+			}
+			got = append(got, data...)
+			if rc.rx != nil {
+				rc.rx.Release()
+			}
+		}
+	}
+	// The first shm.After bytes go through the socket, within the window
+	// as the reader reads and acknowledges them; then the ring is set up.
+	var want []byte
+	for len(want) < shm.After+window {
+		p := bytesOf(byte(len(want)), window)
+		if !s.offer(int64(len(want)), p) {
+			t.Fatal("sink dropped")
+		}
+		want = append(want, p...)
+		readTo(len(want))
+		s.ack(int64(len(want)))
+	}
+	// Unacknowledged, past the window: through the ring.
+	before, _, _ := sinkState(s)
+	for i := range 4 {
+		p := bytesOf(byte(100+i), 100<<10)
+		if !s.offer(int64(len(want)), p) {
+			t.Fatal("sink dropped")
+		}
+		want = append(want, p...)
+	}
+	if in, q, _ := sinkState(s); in-before != 400<<10 || q != 0 {
+		t.Fatalf("past the window: %d bytes inline and %d queued, want all %d inline", in-before, q, 400<<10)
+	}
+	readTo(len(want))
+	if !bytes.Equal(got, want) {
+		t.Fatal("bytes differ")
+	}
+	if shared == 0 {
+		t.Fatal("nothing came through the ring")
+	}
 }

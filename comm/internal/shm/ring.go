@@ -181,6 +181,32 @@ func (t *Tx) Offer(c *net.UnixConn, frame []byte) error {
 	return err
 }
 
+// Fits reports whether payloads of the given sizes, put in order, would
+// all fit in the room the consumer has released. The room only grows
+// until the next Put.
+func (t *Tx) Fits(sizes ...int) bool {
+	size := uint64(len(t.data))
+	head := t.head.Load()
+	if head > t.next {
+		return false
+	}
+	next := t.next
+	for _, s := range sizes {
+		n := uint64(s)
+		if n == 0 || n > size {
+			return false
+		}
+		if idx := next % size; idx+n > size {
+			next += size - idx
+		}
+		if next+n-head > size {
+			return false
+		}
+		next += n
+	}
+	return true
+}
+
 // Put copies p into the ring and returns its position, or false when p is
 // empty, larger than the ring, or does not fit in the room the consumer
 // has released. The caller then sends a frame referencing (pos, len(p)),
