@@ -46,7 +46,7 @@ type conn struct {
 	// fds collects the descriptors the peer sends over a Unix socket, and
 	// rx is the peer's shared ring once offered; both belong to the
 	// reading goroutine, like r.
-	fds *shm.Reader
+	fds *shm.Lazy
 	rx  *shm.Rx
 	// Bytes of large pieces sent through the ring, and sent inline for
 	// want of room in it (for tests). Guarded by wmu.
@@ -104,10 +104,10 @@ const frameBuffer = 64 << 10
 // newConn wraps nc; its reads busy-poll the socket for up to spin before
 // parking (see package spin), none when spin is not positive.
 func newConn(nc net.Conn, max int, spin time.Duration) *conn {
-	var fds *shm.Reader
+	var fds *shm.Lazy
 	var src io.Reader
 	if uc, ok := nc.(*net.UnixConn); ok {
-		fds = shm.NewReader(uc)
+		fds = shm.NewLazy(uc)
 		src = spinread.NewSource(nc, fds, spin)
 	} else {
 		src = spinread.New(nc, spin)

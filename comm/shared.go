@@ -14,8 +14,10 @@ import (
 // Shared rings (package shm) on a connection: the side that sends large
 // data frames (a writer to its server or to a reader of its host, a server
 // to a reader of its host) offers one once the connection has carried
-// shm.After bytes of them, and the frames then carry references into it;
-// the side that reads takes the ring in when its TRing frame comes.
+// shm.After bytes of them, ahead of any later frame, and the frames then
+// carry references into it; the side that reads keeps descriptors from a
+// quarter of that on (shm.Lazy) and takes the ring in when its TRing frame
+// comes.
 
 // piece is a run of a writer's bytes at an offset, sent as one data frame.
 type piece struct {
@@ -28,25 +30,30 @@ type piece struct {
 // them, or nil), in one vectored write under deadline (when zero, the
 // connection's deadline stays as it is). A piece of at least
 // shm.MinPayload goes through the connection's shared ring when there is
-// one (offered here the first time) and it has room; the frame then
-// carries a reference.
+// one (offered at the start of the first call after shm.After bytes of
+// such pieces) and it has room; the frame then carries a reference.
 func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pieces []piece, extra []byte, deadline time.Time) error {
 	if !deadline.IsZero() {
 		c.c.SetWriteDeadline(deadline)
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.tx == nil && c.big >= shm.After && c.ringSize > 0 {
+		c.offerRing() // before this call's frames: after every byte written so far
+	}
 	bufs, hdr := c.wbufs[:0], c.whdr[:0]
 	for _, p := range pieces {
 		start := len(hdr)
-		if tx := c.ring(len(p.data)); tx != nil {
-			if pos, ok := tx.Put(p.data); ok {
-				hdr = proto.AppendSharedData(hdr, t, req, space, inst, p.off, pos, len(p.data))
+		if n := len(p.data); n >= shm.MinPayload && c.tx != nil {
+			if pos, ok := c.tx.Put(p.data); ok {
+				hdr = proto.AppendSharedData(hdr, t, req, space, inst, p.off, pos, n)
 				bufs = append(bufs, hdr[start:len(hdr):len(hdr)])
-				c.ringBytes += int64(len(p.data))
+				c.ringBytes += int64(n)
 				continue
 			}
-			c.ringMissed += int64(len(p.data))
+			c.ringMissed += int64(n)
+		} else if n >= shm.MinPayload {
+			c.big += int64(n)
 		}
 		hdr = proto.AppendDataHeader(hdr, t, req, space, inst, p.off, len(p.data))
 		bufs = append(bufs, hdr[start:len(hdr):len(hdr)], p.data)
@@ -81,43 +88,32 @@ func (c *conn) ringTakes(n, chunk int) bool {
 	return c.tx.Fits(sizes...)
 }
 
-// ring returns the shared ring for a payload of n bytes, offering it to
-// the peer first if this is its first use, or nil: no ring for this
-// connection, n too small to gain from one, or the connection has not yet
-// carried shm.After bytes of large payloads. A ring the process has no
-// budget for is tried again after another shm.After bytes; one that cannot
-// be made or offered is not tried again. wmu must be held.
-func (c *conn) ring(n int) *shm.Tx {
-	if n < shm.MinPayload {
-		return nil
-	}
-	if c.tx != nil || c.ringSize <= 0 {
-		return c.tx
-	}
-	if c.big < shm.After {
-		c.big += int64(n)
-		return nil
-	}
+// offerRing sets up the connection's ring and offers it to the peer, once
+// the connection has carried shm.After bytes of payloads large enough for
+// one (c.big), and before any frame after them: the peer switches to
+// reading descriptors only after a share of that (shm.Lazy). A ring the
+// process has no budget for is tried again after another shm.After bytes;
+// one that cannot be made or offered is not tried again. wmu must be held.
+func (c *conn) offerRing() {
 	uc, ok := c.c.(*net.UnixConn)
 	if !ok {
 		c.ringSize = 0
-		return nil
+		return
 	}
 	tx, err := shm.NewTx(c.ringSize)
 	if errors.Is(err, shm.ErrBudget) {
 		c.big = 0 // the process's rings use their budget: try again later
-		return nil
+		return
 	}
 	c.ringSize = 0 // from here on, one try only
 	if err != nil {
-		return nil
+		return
 	}
 	if err := tx.Offer(uc, proto.AppendMsg(nil, proto.TRing, 0, nil)); err != nil {
 		tx.Close()
-		return nil
+		return
 	}
 	c.tx = tx
-	return tx
 }
 
 // maxRing bounds the shared ring a peer may offer.

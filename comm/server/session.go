@@ -62,7 +62,7 @@ type session struct {
 	// On a Unix socket, fds collects the descriptors the client sends and
 	// rx is the client's shared ring once offered (see package shm); both
 	// belong to the reading goroutine.
-	fds *shm.Reader
+	fds *shm.Lazy
 	rx  *shm.Rx
 	// tx is this side's ring for large read replies, made and offered by
 	// the writing goroutine when it first needs it; noRing once it could
@@ -108,7 +108,7 @@ func (ss *session) serve() {
 	log := ss.s.cfg.Logger.With("peer", ss.conn.RemoteAddr().String())
 	var src io.Reader = ss.conn
 	if uc, ok := ss.conn.(*net.UnixConn); ok {
-		ss.fds = shm.NewReader(uc)
+		ss.fds = shm.NewLazy(uc)
 		src = ss.fds
 		defer ss.closeRing()
 	}
@@ -527,6 +527,9 @@ func (ss *session) writeLoop() {
 	var bufs net.Buffers
 	var sent []outFrame
 	for {
+		if ss.ringDue() {
+			ss.offerRing() // before this batch: after every byte written so far
+		}
 		bufs, sent = ss.takeControl(bufs[:0]), sent[:0]
 		if len(bufs) == 0 {
 			select {
@@ -539,7 +542,7 @@ func (ss *session) writeLoop() {
 				return
 			}
 		}
-		for more := true; more && len(bufs) < 64; {
+		for more := true; more && len(bufs) < 64 && !ss.ringDue(); { // a due ring goes out before more
 			select {
 			case f := <-ss.data:
 				bufs, sent = ss.appendOut(bufs, sent, f)
@@ -560,42 +563,38 @@ func (ss *session) writeLoop() {
 	}
 }
 
-// ring returns the session's ring for a read reply of n bytes, making and
-// offering it the first time, or nil (also until the session has sent
-// shm.After bytes of large replies, see there, and while the process's
-// rings use their budget). Only the writing goroutine calls it: the
-// offer is written ahead of the frames being gathered, which is fine, as
-// it only has to precede the frames that use the ring.
-func (ss *session) ring(n int) *shm.Tx {
-	if ss.tx != nil || ss.noRing {
-		return ss.tx
-	}
-	if ss.big < shm.After {
-		ss.big += int64(n)
-		return nil
-	}
+// ringDue reports whether the session should offer its ring now (see
+// offerRing).
+func (ss *session) ringDue() bool { return ss.tx == nil && !ss.noRing && ss.big >= shm.After }
+
+// offerRing sets up the session's ring for read replies and offers it to
+// the client, once the session has sent shm.After bytes of replies large
+// enough for one (ss.big), and before any frame after them: the client
+// switches to reading descriptors only after a share of that (shm.Lazy).
+// While the process's rings use their budget it is tried again after
+// another shm.After bytes. Only the writing goroutine calls it.
+func (ss *session) offerRing() {
 	uc, ok := ss.conn.(*net.UnixConn)
 	if !ok || ss.s.cfg.SharedRing <= 0 {
 		ss.noRing = true
-		return nil
+		return
 	}
 	tx, err := shm.NewTx(ss.s.cfg.SharedRing)
 	if errors.Is(err, shm.ErrBudget) {
-		ss.big = 0 // the process's rings use their budget: try again later
-		return nil
+		ss.big = 0
+		return
 	}
 	ss.noRing = true // from here on, one try only
 	if err != nil {
 		ss.s.cfg.Logger.Info("no shared ring", "err", err)
-		return nil
+		return
 	}
 	ss.conn.SetWriteDeadline(time.Now().Add(writeDeadline))
 	if err := tx.Offer(uc, proto.AppendMsg(nil, proto.TRing, 0, nil)); err != nil {
 		tx.Close()
-		return nil // the connection is failing: the next write says so
+		return // the connection is failing: the next write says so
 	}
 	ss.tx = tx
-	return tx
 }
 
 // flushControl writes the control frames still queued (a final error,
@@ -622,16 +621,17 @@ func (ss *session) drain() {
 }
 
 // appendOut adds f to the next write: a large data frame's bytes go
-// through the shared ring when there is room (and f is done with at
-// once), the others after their header.
+// through the shared ring when there is one with room (and f is done with
+// at once), the others after their header; until there is a ring, large
+// frames count toward offering one (ss.big).
 func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net.Buffers, []outFrame) {
-	if d := f.data; d != nil && len(f.body) >= shm.MinPayload {
-		if tx := ss.ring(len(f.body)); tx != nil {
-			if pos, ok := tx.Put(f.body); ok {
-				f.finish()
-				return append(bufs, proto.AppendSharedData(nil, proto.TData, d.req, d.space, d.inst, d.off, pos, len(f.body))), sent
-			}
+	if d := f.data; d != nil && len(f.body) >= shm.MinPayload && ss.tx != nil {
+		if pos, ok := ss.tx.Put(f.body); ok {
+			f.finish()
+			return append(bufs, proto.AppendSharedData(nil, proto.TData, d.req, d.space, d.inst, d.off, pos, len(f.body))), sent
 		}
+	} else if d != nil && len(f.body) >= shm.MinPayload {
+		ss.big += int64(len(f.body))
 	}
 	bufs = append(bufs, f.hdr)
 	if len(f.body) > 0 {

@@ -8,8 +8,10 @@
 // one page holding the consumer's release position, and a data area, each
 // a memfd sealed against shrinking, so that the peer's mappings never
 // fault. It sends both descriptors once, attached to a frame on the socket
-// ([Tx.Offer]); the consumer collects descriptors while it reads
-// ([Reader]) and maps the ring ([Map]), the data read-only. From then on a
+// ([Tx.Offer]), and only after the connection has carried [After] bytes;
+// the consumer reads plainly at first and with recvmsg, collecting
+// descriptors, once it has read a quarter of that ([Lazy], [Reader]), and
+// maps the ring ([Map]), the data read-only. From then on a
 // data frame may carry a reference (position, length) instead of its
 // bytes: the producer copies the bytes into the ring ([Tx.Put]) and writes
 // the small frame; the consumer reads them in place ([Rx.View]) and

@@ -278,3 +278,45 @@ func TestBudget(t *testing.T) {
 	}
 	small.Close()
 }
+
+// TestLazySwitchesBeforeAnOffer: a Lazy reads plainly (each read at most
+// switchAfter bytes) until it has read switchAfter bytes, and keeps the
+// descriptors of an offer made after After bytes; an offer made earlier
+// loses them, which the protocol forbids.
+func TestLazySwitchesBeforeAnOffer(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		lead  int
+		keeps bool
+	}{{"offer after After bytes", After, true}, {"offer at once", 0, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			a, b := pair(t)
+			l := NewLazy(b)
+			defer l.Close()
+			go func() {
+				a.Write(make([]byte, c.lead))
+				tx, err := NewTx(4096)
+				if err != nil {
+					return
+				}
+				tx.Offer(a, []byte("ring"))
+				tx.Close()
+			}()
+			buf := make([]byte, 2*After)
+			got := 0
+			for got < c.lead+4 {
+				n, err := l.Read(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if l.fds == nil && n > switchAfter {
+					t.Fatalf("a plain read of %d bytes, more than %d", n, switchAfter)
+				}
+				got += n
+			}
+			if _, _, ok := l.TakeRing(); ok != c.keeps {
+				t.Fatalf("descriptors kept: %v, want %v", ok, c.keeps)
+			}
+		})
+	}
+}
