@@ -482,15 +482,16 @@ func (cs *cacheSender) signal(wasIdle bool) {
 }
 
 // write hands p, at off, to the cache: itself, from the caller's
-// goroutine and without a copy, when p is large (ownWriteMin), the sending
-// goroutine is not writing, and the history no longer needs the bytes (the
-// stream is past its first writerHistory bytes); otherwise by push. Bytes
+// goroutine and without a copy, when p is large (ownWriteMin, or a whole
+// batch, lazyBytes, while the sender batches), the sending goroutine is
+// not writing, and the history no longer needs the bytes (the stream is
+// past its first writerHistory bytes); otherwise by push. Bytes
 // still queued (a message's header, written just before) go first in the
 // same write. The write then happens while the direct readers read what
 // Write gave them just before.
 func (cs *cacheSender) write(off int64, p []byte) error {
 	cs.mu.Lock()
-	if len(p) < ownWriteMin || cs.end < writerHistory || cs.writing || cs.err != nil || cs.stopped {
+	if len(p) < ownWriteMin || cs.lazy && len(p) < lazyBytes || cs.end < writerHistory || cs.writing || cs.err != nil || cs.stopped {
 		cs.mu.Unlock()
 		return cs.push(off, p)
 	}
