@@ -2,6 +2,8 @@ package comm
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"path/filepath"
@@ -10,8 +12,10 @@ import (
 	"time"
 
 	"github.com/pispace/pispace/comm/commtest"
+	"github.com/pispace/pispace/comm/internal/local"
 	"github.com/pispace/pispace/comm/internal/proto"
 	"github.com/pispace/pispace/comm/internal/shm"
+	"github.com/pispace/pispace/comm/wire"
 )
 
 // These tests cover the shared-memory ring a writer's Unix connection to
@@ -248,3 +252,118 @@ func TestSinkPastWindowThroughRing(t *testing.T) {
 		t.Fatal("nothing came through the ring")
 	}
 }
+
+// fakeServer answers one client on a same-host socket: the hello, an open
+// space, an attach (instance 1, no writer), then, to the read request,
+// good data frames up to shm.After bytes, a ring, and bad (a data frame
+// whose shared reference lies outside the ring). It returns the server's
+// endpoints for Config.Servers.
+func fakeServer(t *testing.T, bad func(tx *shm.Tx, req uint32, off int64) []byte) string {
+	t.Helper()
+	l, ep, err := local.Listen("fake")
+	if err != nil {
+		t.Skip("no host identity:", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go serveFake(nc.(*net.UnixConn), bad)
+		}
+	}()
+	return "127.0.0.1:9," + ep // the TCP endpoint is never dialled: the Unix one is on this host
+}
+
+func serveFake(c *net.UnixConn, bad func(tx *shm.Tx, req uint32, off int64) []byte) {
+	defer c.Close()
+	r := wire.NewReader(c, 1<<20)
+	for {
+		f, err := r.Next()
+		if err != nil {
+			return
+		}
+		switch f.Type {
+		case proto.THello:
+			c.Write(proto.AppendMsg(nil, proto.TOK, f.Req, &proto.Welcome{}))
+		case proto.TOpenSpace, proto.TCloseSpace:
+			c.Write(proto.AppendMsg(nil, proto.TOK, f.Req, nil))
+		case proto.TAttach:
+			c.Write(proto.AppendMsg(nil, proto.TInfo, f.Req, &proto.Info{Instance: 1, Name: "x"}))
+		case proto.TRead:
+			var off int64
+			chunk := bytes.Repeat([]byte{7}, 64<<10)
+			for off < shm.After {
+				c.Write(append(proto.AppendDataHeader(nil, proto.TData, f.Req, "fake", 1, off, len(chunk)), chunk...))
+				off += int64(len(chunk))
+			}
+			tx, err := shm.NewTx(1 << 20)
+			if err != nil {
+				return
+			}
+			defer tx.Close()
+			if tx.Offer(c, proto.AppendMsg(nil, proto.TRing, 0, nil)) != nil {
+				return
+			}
+			c.Write(bad(tx, f.Req, off))
+		}
+	}
+}
+
+// TestClientRefusesBadSharedData: a server whose shared references are
+// wrong (outside its ring, or out of order) gets the reader a protocol
+// error after the good bytes, never a crash or a hang.
+func TestClientRefusesBadSharedData(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		bad  func(tx *shm.Tx, req uint32, off int64) []byte
+	}{
+		{"past the ring", func(tx *shm.Tx, req uint32, off int64) []byte {
+			return proto.AppendSharedData(nil, proto.TData, req, "fake", 1, off, 0, 2<<20)
+		}},
+		{"out of order", func(tx *shm.Tx, req uint32, off int64) []byte {
+			pos, _ := tx.Put(make([]byte, 32<<10))
+			f := proto.AppendSharedData(nil, proto.TData, req, "fake", 1, off, pos, 32<<10)
+			return append(f, proto.AppendSharedData(nil, proto.TData, req, "fake", 1, off+32<<10, pos, 32<<10)...)
+		}},
+		{"an offer without descriptors", func(tx *shm.Tx, req uint32, off int64) []byte {
+			return proto.AppendMsg(nil, proto.TRing, 0, nil)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cl, err := New(Config{Servers: []string{fakeServer(t, c.bad)}, DirectAddr: "off"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			ctx := testCtx(t)
+			s, err := cl.OpenSpace(ctx, "fake")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := s.Attach(ctx, "x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			n, err := io.Copy(io.Discard, readerCtx{r, ctx})
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("after %d bytes: %v, want ErrProtocol", n, err)
+			}
+			t.Logf("after %d bytes: %v", n, err)
+			if n < shm.After {
+				t.Fatalf("only %d of the %d good bytes before the error", n, shm.After)
+			}
+		})
+	}
+}
+
+// readerCtx reads r under ctx.
+type readerCtx struct {
+	r   *Reader
+	ctx context.Context
+}
+
+func (rc readerCtx) Read(p []byte) (int, error) { return rc.r.ReadContext(rc.ctx, p) }
