@@ -43,8 +43,12 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 	}
 	bufs, hdr := c.wbufs[:0], c.whdr[:0]
 	for _, p := range pieces {
-		start := len(hdr)
-		if n := len(p.data); n >= shm.MinPayload && c.tx != nil {
+		start, n := len(hdr), len(p.data)
+		switch {
+		case n < shm.MinPayload:
+		case c.tx == nil:
+			c.big += int64(n)
+		default:
 			if pos, ok := c.tx.Put(p.data); ok {
 				hdr = proto.AppendSharedData(hdr, t, req, space, inst, p.off, pos, n)
 				bufs = append(bufs, hdr[start:len(hdr):len(hdr)])
@@ -52,10 +56,8 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 				continue
 			}
 			c.ringMissed += int64(n)
-		} else if n >= shm.MinPayload {
-			c.big += int64(n)
 		}
-		hdr = proto.AppendDataHeader(hdr, t, req, space, inst, p.off, len(p.data))
+		hdr = proto.AppendDataHeader(hdr, t, req, space, inst, p.off, n)
 		bufs = append(bufs, hdr[start:len(hdr):len(hdr)], p.data)
 	}
 	if len(extra) > 0 {

@@ -625,13 +625,15 @@ func (ss *session) drain() {
 // at once), the others after their header; until there is a ring, large
 // frames count toward offering one (ss.big).
 func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net.Buffers, []outFrame) {
-	if d := f.data; d != nil && len(f.body) >= shm.MinPayload && ss.tx != nil {
+	switch d := f.data; {
+	case d == nil || len(f.body) < shm.MinPayload:
+	case ss.tx == nil:
+		ss.big += int64(len(f.body))
+	default:
 		if pos, ok := ss.tx.Put(f.body); ok {
 			f.finish()
 			return append(bufs, proto.AppendSharedData(nil, proto.TData, d.req, d.space, d.inst, d.off, pos, len(f.body))), sent
 		}
-	} else if d != nil && len(f.body) >= shm.MinPayload {
-		ss.big += int64(len(f.body))
 	}
 	bufs = append(bufs, f.hdr)
 	if len(f.body) > 0 {
