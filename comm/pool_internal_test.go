@@ -2,6 +2,7 @@ package comm
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"sync/atomic"
@@ -141,4 +142,53 @@ func TestReusable(t *testing.T) {
 	c2, peer2 := tcpPair(t)
 	peer2.Close()
 	commtest.Eventually(t, 5*time.Second, func() bool { return !c2.reusable() }, "a connection its peer closed stays reusable")
+}
+
+// TestClosedDirectReaderPoolsItsConnection: a reader closed before the
+// end of its direct stream drains it briefly: when its writer has closed,
+// the end of stream comes and the connection to the writer is pooled; when
+// the writer goes on, it is closed.
+func TestClosedDirectReaderPoolsItsConnection(t *testing.T) {
+	sw, sr, _, rcl := pipeline(t, nil)
+	ctx := testCtx(t)
+	for _, writerCloses := range []bool{true, false} {
+		name := fmt.Sprint("drain-", writerCloses)
+		w, err := sw.Create(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := sr.Attach(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(bytesOf(1, 200<<10))
+		if _, err := io.ReadFull(r, make([]byte, 1000)); err != nil { // the rest stays unread
+			t.Fatal(err)
+		}
+		if r.src != srcDirect {
+			t.Fatalf("reader on source %d, want the direct path", r.src)
+		}
+		if writerCloses {
+			w.mu.Lock()
+			sk := w.sinks[0]
+			w.mu.Unlock()
+			if err := w.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			<-sk.done // the end of stream is on its way to the reader
+		}
+		dc, addr := r.dc, r.directAddr
+		r.Close()
+		got := rcl.takeIdle(addr)
+		if writerCloses && got != dc {
+			t.Fatal("a drained direct connection was not pooled")
+		}
+		if !writerCloses && got == dc {
+			t.Fatal("a direct connection still carrying a stream was pooled")
+		}
+		if got != nil {
+			got.close()
+		}
+		w.Close(ctx)
+	}
 }

@@ -127,6 +127,46 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 	return 0, io.EOF
 }
 
+// drainDirect reads and drops what is left of the direct stream for up to
+// drainWait, and reports whether its end of stream came: a reader closed
+// just before its writer (a ping-pong's channel, a halo read to its known
+// size) then leaves a clean connection instead of making the next reader
+// of that writer dial again.
+func (r *Reader) drainDirect() bool {
+	c := r.dc
+	c.c.SetReadDeadline(time.Now().Add(drainWait))
+	if r.left > 0 {
+		if _, err := c.br.Discard(r.left); err != nil {
+			return false
+		}
+		r.left = 0
+	}
+	for {
+		f, err := c.next()
+		if err != nil || f.Req != r.req {
+			return false
+		}
+		switch f.Type {
+		case proto.TData:
+			if f.Flags&proto.FlagShared != 0 {
+				_, _, _, ref, err := proto.DecodeData(f.Payload)
+				if err == nil {
+					_, err = c.shared(ref)
+				}
+				if err != nil {
+					return false
+				}
+				c.rx.Release()
+			}
+		case proto.TEOF:
+			c.c.SetReadDeadline(time.Time{})
+			return true
+		default:
+			return false
+		}
+	}
+}
+
 // releaseRing gives the shared ring's bytes of the frame just read back to
 // the peer.
 func (r *Reader) releaseRing() {
@@ -526,16 +566,28 @@ func (r *Reader) dropSource() {
 	r.src = srcNone
 }
 
-// Close detaches the reader. Idempotent.
+// drainWait bounds how long Close waits for the end of a direct stream it
+// stops reading (see drainDirect).
+const drainWait = 2 * time.Millisecond
+
+// Close detaches the reader. A reader on the direct path that has not
+// reached the end waits up to 2 ms for the writer's end of stream, so that
+// its connection to the writer can serve the next reader. Idempotent.
 func (r *Reader) Close() error {
 	if r.closed {
 		return nil
 	}
 	r.closed = true
 	r.watch.release()
-	r.pending, r.ringConn = nil, nil // the rings go with the connections
+	r.releaseRing()
+	r.pending = nil
 	if r.dc != nil {
-		r.dc.close()
+		if r.src == srcDirect && r.drainDirect() {
+			r.s.c.putIdle(r.directAddr, r.dc)
+		} else {
+			r.dc.close()
+		}
+		r.dc = nil
 	}
 	if r.cc != nil {
 		if r.eof || r.src == srcDirect || r.src == srcNone {
