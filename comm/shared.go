@@ -77,17 +77,7 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 func (c *conn) ringTakes(n, chunk int) bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.tx == nil || n < shm.MinPayload {
-		return false
-	}
-	sizes := make([]int, 0, n/chunk+1)
-	for ; n > 0; n -= min(n, chunk) {
-		sizes = append(sizes, min(n, chunk))
-	}
-	if sizes[len(sizes)-1] < shm.MinPayload {
-		return false
-	}
-	return c.tx.Fits(sizes...)
+	return c.tx != nil && c.tx.Fits(n, chunk)
 }
 
 // offerRing sets up the connection's ring and offers it to the peer, once
@@ -102,24 +92,14 @@ func (c *conn) offerRing() {
 		c.ringSize = 0
 		return
 	}
-	tx, err := shm.NewTx(c.ringSize)
+	tx, err := shm.Share(uc, c.ringSize, proto.AppendMsg(nil, proto.TRing, 0, nil))
 	if errors.Is(err, shm.ErrBudget) {
 		c.big = 0 // the process's rings use their budget: try again later
 		return
 	}
 	c.ringSize = 0 // from here on, one try only
-	if err != nil {
-		return
-	}
-	if err := tx.Offer(uc, proto.AppendMsg(nil, proto.TRing, 0, nil)); err != nil {
-		tx.Close()
-		return
-	}
-	c.tx = tx
+	c.tx = tx      // nil when it could not be made or offered
 }
-
-// maxRing bounds the shared ring a peer may offer.
-const maxRing = 64 << 20
 
 // next returns the next frame, taking in a shared ring the peer offers on
 // the way (a TRing frame, which concerns nobody else).
@@ -140,15 +120,7 @@ func (c *conn) takeRing() error {
 	if c.fds == nil {
 		return fmt.Errorf("%w: a shared ring offered over TCP", ErrProtocol)
 	}
-	hfd, dfd, ok := c.fds.TakeRing()
-	if !ok {
-		return fmt.Errorf("%w: a shared ring offered without its descriptors", ErrProtocol)
-	}
-	if c.rx != nil {
-		shm.Close(hfd, dfd)
-		return fmt.Errorf("%w: a second shared ring offered", ErrProtocol)
-	}
-	rx, err := shm.Map(hfd, dfd, maxRing)
+	rx, err := c.fds.Accept(c.rx)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
@@ -164,11 +136,7 @@ func (c *conn) shared(ref []byte) ([]byte, error) {
 	if c.rx == nil {
 		return nil, fmt.Errorf("%w: shared data before any shared ring", ErrProtocol)
 	}
-	pos, n, err := proto.SharedRef(ref)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
-	}
-	v, err := c.rx.View(pos, n)
+	v, err := c.rx.Resolve(ref)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
 	}

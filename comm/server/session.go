@@ -23,24 +23,25 @@ const (
 	maxDataFrame  = 1 << 20          // bytes per data frame of a read stream sent from an immutable segment
 	writeDeadline = 30 * time.Second // a peer that accepts nothing for this long is cut
 	helloDeadline = 10 * time.Second
-	maxRing       = 64 << 20 // largest shared ring a client may offer
 )
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
-// outFrame is one frame queued for the connection's writer: hdr, then body.
-// When pooled is set the body goes back to chunkPool after the write; when
-// release is set (a cache segment's bytes, see segmentData) it is called
-// after the write. finish does both, also for a frame dropped unwritten.
+// outFrame is one frame queued for the connection's writer: hdr, then
+// body; a data frame has data instead of hdr, its header being encoded when
+// it is written, inline or through the ring. When pooled is set the body
+// goes back to chunkPool after the write; when release is set (a cache
+// segment's bytes, see segmentData) it is called after the write. finish
+// does both, also for a frame dropped unwritten.
 type outFrame struct {
 	hdr     []byte
+	data    *dataRef
 	body    []byte
 	pooled  *[]byte
 	release func()
-	data    *dataRef // for a data frame: its header's fields, to send it through the ring
 }
 
-// dataRef is what a data frame's header says about its bytes.
+// dataRef is what a data frame's header says about its body.
 type dataRef struct {
 	req   uint32
 	space string
@@ -309,15 +310,7 @@ func (ss *session) onRing() error {
 	if ss.fds == nil {
 		return errors.New("a shared ring offered over TCP")
 	}
-	hfd, dfd, ok := ss.fds.TakeRing()
-	if !ok {
-		return errors.New("a shared ring offered without its descriptors")
-	}
-	if ss.rx != nil {
-		shm.Close(hfd, dfd)
-		return errors.New("a second shared ring offered")
-	}
-	rx, err := shm.Map(hfd, dfd, maxRing)
+	rx, err := ss.fds.Accept(ss.rx)
 	if err != nil {
 		return err
 	}
@@ -365,11 +358,7 @@ func (ss *session) shared(ref []byte) ([]byte, error) {
 	if ss.rx == nil {
 		return nil, errors.New("shared data before any shared ring")
 	}
-	pos, n, err := proto.SharedRef(ref)
-	if err != nil {
-		return nil, err
-	}
-	return ss.rx.View(pos, n)
+	return ss.rx.Resolve(ref)
 }
 
 // onClose seals the instance in the cache, then tells the lookup service.
@@ -579,20 +568,16 @@ func (ss *session) offerRing() {
 		ss.noRing = true
 		return
 	}
-	tx, err := shm.NewTx(ss.s.cfg.SharedRing)
+	ss.conn.SetWriteDeadline(time.Now().Add(writeDeadline))
+	tx, err := shm.Share(uc, ss.s.cfg.SharedRing, proto.AppendMsg(nil, proto.TRing, 0, nil))
 	if errors.Is(err, shm.ErrBudget) {
-		ss.big = 0
+		ss.big = 0 // the process's rings use their budget: try again later
 		return
 	}
 	ss.noRing = true // from here on, one try only
 	if err != nil {
-		ss.s.cfg.Logger.Info("no shared ring", "err", err)
+		ss.s.cfg.Logger.Info("no shared ring", "err", err) // a failed offer: the next write says so
 		return
-	}
-	ss.conn.SetWriteDeadline(time.Now().Add(writeDeadline))
-	if err := tx.Offer(uc, proto.AppendMsg(nil, proto.TRing, 0, nil)); err != nil {
-		tx.Close()
-		return // the connection is failing: the next write says so
 	}
 	ss.tx = tx
 }
@@ -625,17 +610,21 @@ func (ss *session) drain() {
 // at once), the others after their header; until there is a ring, large
 // frames count toward offering one (ss.big).
 func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net.Buffers, []outFrame) {
-	switch d := f.data; {
-	case d == nil || len(f.body) < shm.MinPayload:
-	case ss.tx == nil:
-		ss.big += int64(len(f.body))
-	default:
-		if pos, ok := ss.tx.Put(f.body); ok {
-			f.finish()
-			return append(bufs, proto.AppendSharedData(nil, proto.TData, d.req, d.space, d.inst, d.off, pos, len(f.body))), sent
+	hdr := f.hdr
+	if d := f.data; d != nil {
+		switch {
+		case len(f.body) < shm.MinPayload:
+		case ss.tx == nil:
+			ss.big += int64(len(f.body))
+		default:
+			if pos, ok := ss.tx.Put(f.body); ok {
+				f.finish()
+				return append(bufs, proto.AppendSharedData(nil, proto.TData, d.req, d.space, d.inst, d.off, pos, len(f.body))), sent
+			}
 		}
+		hdr = proto.AppendDataHeader(nil, proto.TData, d.req, d.space, d.inst, d.off, len(f.body))
 	}
-	bufs = append(bufs, f.hdr)
+	bufs = append(bufs, hdr)
 	if len(f.body) > 0 {
 		bufs = append(bufs, f.body)
 	}

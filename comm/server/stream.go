@@ -65,9 +65,8 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 			return nil
 		}
 		if body, release := ss.segmentData(key, off); len(body) > 0 {
-			hdr := proto.AppendDataHeader(nil, proto.TData, req, m.Space, m.Instance, off, len(body))
 			ref := &dataRef{req, m.Space, m.Instance, off}
-			if !ss.sendData(ctx, outFrame{hdr: hdr, body: body, release: release, data: ref}) {
+			if !ss.sendData(ctx, outFrame{body: body, release: release, data: ref}) {
 				return nil
 			}
 			off += int64(len(body))
@@ -76,9 +75,8 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 		pb := chunkPool.Get().(*[]byte)
 		n, err := ss.s.store.ReadAt(key, *pb, off)
 		if n > 0 {
-			hdr := proto.AppendDataHeader(nil, proto.TData, req, m.Space, m.Instance, off, n)
 			ref := &dataRef{req, m.Space, m.Instance, off}
-			if !ss.sendData(ctx, outFrame{hdr: hdr, body: (*pb)[:n], pooled: pb, data: ref}) {
+			if !ss.sendData(ctx, outFrame{body: (*pb)[:n], pooled: pb, data: ref}) {
 				return nil
 			}
 			off += int64(n)

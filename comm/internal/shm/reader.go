@@ -20,7 +20,7 @@ var ErrDescriptors = errors.New("shm: unexpected descriptors")
 // with the bytes (a ring offered by [Tx.Offer]) are kept instead of being
 // dropped by a plain read. A descriptor arrives with the first byte of the
 // frame it was sent with, so it is here by the time that frame is parsed:
-// the frame's handler takes it with [Reader.Take]. It is an [io.Reader]
+// the frame's handler takes it with [Reader.TakeRing]. It is an [io.Reader]
 // for one goroutine.
 type Reader struct {
 	c   *net.UnixConn
@@ -42,12 +42,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 		return 0, r.err
 	}
 	n, oobn, flags, _, err := r.c.ReadMsgUnix(p, r.oob)
-	n = max(n, 0) // a failed recvmsg reports -1
-	r.check(oobn, flags)
-	if err == nil && r.err != nil && n == 0 {
-		err = r.err
-	}
-	return n, err
+	return r.done(n, oobn, flags, err)
 }
 
 // ReadFd is Read on the connection's descriptor, for a caller that polls
@@ -58,16 +53,14 @@ func (r *Reader) ReadFd(fd int, p []byte) (int, error) {
 		return 0, r.err
 	}
 	n, oobn, flags, _, err := unix.Recvmsg(fd, p, r.oob, 0)
-	n = max(n, 0)
-	r.check(oobn, flags)
-	if err == nil && r.err != nil && n == 0 {
-		err = r.err
-	}
-	return n, err
+	return r.done(n, oobn, flags, err)
 }
 
-// check keeps the descriptors of a control message of oobn bytes.
-func (r *Reader) check(oobn, flags int) {
+// done finishes a recvmsg of n bytes and oobn bytes of control message:
+// it keeps the descriptors, and a descriptor error becomes the read's
+// (sticky) when no bytes came.
+func (r *Reader) done(n, oobn, flags int, err error) (int, error) {
+	n = max(n, 0) // a failed recvmsg reports -1
 	if oobn > 0 {
 		if e := r.collect(r.oob[:oobn]); e != nil {
 			r.err = e
@@ -76,6 +69,10 @@ func (r *Reader) check(oobn, flags int) {
 	if flags&syscall.MSG_CTRUNC != 0 && r.err == nil {
 		r.err = fmt.Errorf("%w: control message truncated", ErrDescriptors)
 	}
+	if err == nil && r.err != nil && n == 0 {
+		err = r.err
+	}
+	return n, err
 }
 
 func (r *Reader) collect(oob []byte) error {
@@ -183,6 +180,21 @@ func (l *Lazy) TakeRing() (hfd, dfd int, ok bool) {
 		return -1, -1, false
 	}
 	return l.fds.TakeRing()
+}
+
+// Accept maps the ring of the offer (a TRing frame) just read, whose
+// descriptors came with it; cur is the ring the connection already has,
+// if any: a connection has one.
+func (l *Lazy) Accept(cur *Rx) (*Rx, error) {
+	hfd, dfd, ok := l.TakeRing()
+	if !ok {
+		return nil, errors.New("shm: a shared ring offered without its descriptors")
+	}
+	if cur != nil {
+		Close(hfd, dfd)
+		return nil, errors.New("shm: a second shared ring offered")
+	}
+	return Map(hfd, dfd, MaxRing)
 }
 
 // Close closes the descriptors received and not taken.

@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pispace/pispace/comm/internal/proto"
 )
 
 // headerSize is the size of a ring's header, a memfd of its own: the
@@ -163,8 +165,20 @@ func NewTx(size int) (*Tx, error) {
 	return &Tx{hfd: hfd, hdr: hdr, head: headOf(hdr), area: a, data: a.mem}, nil
 }
 
-// Size is the ring's data capacity.
-func (t *Tx) Size() int { return len(t.data) }
+// Share makes a ring of size data bytes and offers it to the peer of c
+// with frame (see Tx.Offer). Errors: ErrBudget (try again later), those
+// of making or offering the ring (the ring is closed again).
+func Share(c *net.UnixConn, size int, frame []byte) (*Tx, error) {
+	tx, err := NewTx(size)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Offer(c, frame); err != nil {
+		tx.Close()
+		return nil, err
+	}
+	return tx, nil
+}
 
 // Offer writes frame to c with the ring's descriptors attached (header,
 // then data), handing the ring to the peer.
@@ -181,28 +195,37 @@ func (t *Tx) Offer(c *net.UnixConn, frame []byte) error {
 	return err
 }
 
-// Fits reports whether payloads of the given sizes, put in order, would
-// all fit in the room the consumer has released. The room only grows
-// until the next Put.
-func (t *Tx) Fits(sizes ...int) bool {
-	size := uint64(len(t.data))
-	head := t.head.Load()
-	if head > t.next {
+// place returns where n bytes go when the next free position is next and
+// the consumer has released up to head, or false when they do not fit or
+// head makes no sense (ahead of what was put). A payload never wraps: one
+// that would skips the ring's end.
+func (t *Tx) place(next, head uint64, n int) (uint64, bool) {
+	size, m := uint64(len(t.data)), uint64(n)
+	if m == 0 || m > size || head > t.next {
+		return 0, false
+	}
+	if idx := next % size; idx+m > size {
+		next += size - idx
+	}
+	return next, next+m-head <= size
+}
+
+// Fits reports whether a payload of n bytes, cut into pieces of at most
+// chunk bytes, would go into the ring whole, every piece at least
+// MinPayload and all of them in the room the consumer has released. The
+// room only grows until the next Put.
+func (t *Tx) Fits(n, chunk int) bool {
+	if n <= 0 {
 		return false
 	}
-	next := t.next
-	for _, s := range sizes {
-		n := uint64(s)
-		if n == 0 || n > size {
+	head, next := t.head.Load(), t.next
+	for ; n > 0; n -= min(n, chunk) {
+		m := min(n, chunk)
+		pos, ok := t.place(next, head, m)
+		if !ok || m < MinPayload {
 			return false
 		}
-		if idx := next % size; idx+n > size {
-			next += size - idx
-		}
-		if next+n-head > size {
-			return false
-		}
-		next += n
+		next = pos + uint64(m)
 	}
 	return true
 }
@@ -212,22 +235,13 @@ func (t *Tx) Fits(sizes ...int) bool {
 // has released. The caller then sends a frame referencing (pos, len(p)),
 // before any other reference.
 func (t *Tx) Put(p []byte) (pos uint64, ok bool) {
-	size := uint64(len(t.data))
-	n := uint64(len(p))
-	if n == 0 || n > size {
+	pos, ok = t.place(t.next, t.head.Load(), len(p))
+	if !ok {
 		return 0, false
 	}
-	pos = t.next
-	if idx := pos % size; idx+n > size {
-		pos += size - idx // a payload never wraps: skip the ring's end
-	}
-	head := t.head.Load()
-	if head > t.next || pos+n-head > size {
-		return 0, false // full, or a release position that makes no sense
-	}
-	idx := pos % size
-	copy(t.data[idx:idx+n], p)
-	t.next = pos + n
+	idx := pos % uint64(len(t.data))
+	copy(t.data[idx:idx+uint64(len(p))], p)
+	t.next = pos + uint64(len(p))
 	return pos, true
 }
 
@@ -262,6 +276,9 @@ type Rx struct {
 	head *atomic.Uint64
 	last uint64 // the end of the last reference viewed
 }
+
+// MaxRing bounds the data of a ring a peer may offer.
+const MaxRing = 64 << 20
 
 // Map maps the ring whose descriptors (header, data) a peer sent, taking
 // ownership of them (they are closed whatever happens). Both must be
@@ -307,6 +324,16 @@ func sealedSize(fd int) (int64, error) {
 		return 0, fmt.Errorf("shm: fstat: %w", err)
 	}
 	return st.Size, nil
+}
+
+// Resolve returns the bytes a shared data frame's reference (its data
+// part, see proto.SharedRef) points to; see View.
+func (r *Rx) Resolve(ref []byte) ([]byte, error) {
+	pos, n, err := proto.SharedRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	return r.View(pos, n)
 }
 
 // View returns the n bytes at pos, valid until they are released or the

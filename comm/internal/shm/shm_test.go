@@ -320,3 +320,41 @@ func TestLazySwitchesBeforeAnOffer(t *testing.T) {
 		})
 	}
 }
+
+// TestFitsAgreesWithPut: Fits says yes exactly when Put would take every
+// piece, and never for pieces below MinPayload.
+func TestFitsAgreesWithPut(t *testing.T) {
+	tx, rx, _ := offered(t, 256<<10)
+	if !tx.Fits(192<<10, 64<<10) {
+		t.Fatal("an empty ring does not fit 192 KiB in 64 KiB pieces")
+	}
+	if tx.Fits(100<<10+1, 50<<10) {
+		t.Fatal("a last piece of 1 byte (below MinPayload) fits")
+	}
+	if tx.Fits(0, 64<<10) {
+		t.Fatal("nothing fits")
+	}
+	for range 3 {
+		if _, ok := tx.Put(make([]byte, 64<<10)); !ok {
+			t.Fatal("put failed in an empty ring")
+		}
+	}
+	if tx.Fits(128<<10, 64<<10) {
+		t.Fatal("128 KiB fit in the 64 KiB left")
+	}
+	if !tx.Fits(64<<10, 64<<10) {
+		t.Fatal("64 KiB did not fit in the 64 KiB left")
+	}
+	if _, ok := tx.Put(make([]byte, 1)); !ok {
+		t.Fatal("a byte did not go in")
+	}
+	if tx.Fits(64<<10, 64<<10) {
+		t.Fatal("64 KiB fit in the 64 KiB - 1 left")
+	}
+	pos, _ := tx.Put(make([]byte, 32<<10))
+	rx.View(0, 64<<10) // the consumer reads the first payload and releases it
+	rx.Release()
+	if !tx.Fits(64<<10, 64<<10) {
+		t.Fatalf("64 KiB did not fit once 64 KiB were released (next put at %d)", pos+32<<10)
+	}
+}
