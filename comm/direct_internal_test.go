@@ -164,6 +164,21 @@ func TestSinkDropsStalledReader(t *testing.T) {
 	}
 }
 
+// openPair creates channel name in sw and attaches it in sr.
+func openPair(t *testing.T, sw, sr *Space, name string) (*Writer, *Reader) {
+	t.Helper()
+	ctx := testCtx(t)
+	w, err := sw.Create(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := sr.Attach(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, r
+}
+
 // pipeline starts a server and two clients (writer side, reader side) with
 // the given direct-path settings, and opens one space in each.
 func pipeline(t *testing.T, mod func(*Config)) (*Space, *Space, *Client, *Client) {
@@ -261,14 +276,7 @@ func TestSubscribeServedFromHistory(t *testing.T) {
 func TestStalledDirectReaderFallsBack(t *testing.T) {
 	ctx := testCtx(t)
 	sw, sr, _, _ := pipeline(t, func(c *Config) { c.SinkQueue = 1 << 20; c.DirectWindow = 128 << 10 })
-	w, err := sw.Create(ctx, "ch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := sr.Attach(ctx, "ch")
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, r := openPair(t, sw, sr, "ch")
 	want := bytesOf(7, 24<<20)
 	if _, err := w.Write(want[:1]); err != nil {
 		t.Fatal(err)

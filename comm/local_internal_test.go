@@ -35,15 +35,7 @@ func isUnix(c *conn) bool {
 // through sr on the direct path, returning both ends (closed).
 func exchange(t *testing.T, sw, sr *Space, name string, payload []byte) (*Writer, *Reader) {
 	t.Helper()
-	ctx := testCtx(t)
-	w, err := sw.Create(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := sr.Attach(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, r := openPair(t, sw, sr, name)
 	got := make([]byte, len(payload))
 	errc := make(chan error, 1)
 	go func() {

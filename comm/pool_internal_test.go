@@ -69,15 +69,8 @@ func TestChannelsReuseConnections(t *testing.T) {
 func TestDirectReaderLeavesCacheConnection(t *testing.T) {
 	sw, sr, _, rcl := pipeline(t, nil)
 	ctx := testCtx(t)
-	w, err := sw.Create(ctx, "live")
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, r := openPair(t, sw, sr, "live")
 	defer w.Close(ctx)
-	r, err := sr.Attach(ctx, "live")
-	if err != nil {
-		t.Fatal(err)
-	}
 	w.Write([]byte("hello"))
 	var b [5]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
@@ -153,14 +146,7 @@ func TestClosedDirectReaderPoolsItsConnection(t *testing.T) {
 	ctx := testCtx(t)
 	for _, writerCloses := range []bool{true, false} {
 		name := fmt.Sprint("drain-", writerCloses)
-		w, err := sw.Create(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := sr.Attach(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		w, r := openPair(t, sw, sr, name)
 		w.Write(bytesOf(1, 200<<10))
 		if _, err := io.ReadFull(r, make([]byte, 1000)); err != nil { // the rest stays unread
 			t.Fatal(err)

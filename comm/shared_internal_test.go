@@ -108,14 +108,7 @@ func TestDirectPathUsesSharedRing(t *testing.T) {
 	needHost(t)
 	ctx := testCtx(t)
 	sw, sr, _, _ := pipeline(t, func(c *Config) { c.SinkQueue = 64 << 20 })
-	w, err := sw.Create(ctx, "direct-ring")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := sr.Attach(ctx, "direct-ring")
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, r := openPair(t, sw, sr, "direct-ring")
 	defer r.Close()
 	payload := bytesOf(9, 16<<20+777)
 	got := make([]byte, len(payload))
