@@ -22,6 +22,7 @@ var (
 	ErrTooLarge     = errors.New("comm: frame too large")
 	ErrSpaceDeleted = errors.New("comm: space deleted")
 	ErrGap          = errors.New("comm: offset beyond the stored data")
+	ErrTrimmed      = errors.New("comm: bytes trimmed from the space")
 	ErrServer       = errors.New("comm: server error")
 	ErrPartial      = errors.New("comm: partial element")
 )
@@ -51,6 +52,8 @@ func remoteError(e *proto.Error) error {
 		base = ErrSpaceDeleted
 	case proto.CodeGap:
 		base = ErrGap
+	case proto.CodeTrimmed:
+		base = ErrTrimmed
 	case proto.CodeCanceled:
 		base = errCanceled
 	case proto.CodeOutOfWindow:

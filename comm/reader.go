@@ -86,6 +86,14 @@ func newReader(ctx context.Context, s *Space, name string, anyInst bool, o attac
 // Info describes the instance as it was at attach time.
 func (r *Reader) Info() Info { return r.info }
 
+// Trim is [Space.Trim] of this reader's instance: the caller promises
+// that nobody will read it below off again. Trimming what this reader has
+// consumed (off <= Offset) is how a channel's only consumer keeps a
+// long-lived channel from holding every byte it ever carried.
+func (r *Reader) Trim(ctx context.Context, off int64) (int64, error) {
+	return r.s.Trim(ctx, r.info.Instance, off)
+}
+
 // Offset is the offset of the next byte Read returns. A restarted reader
 // passes it to [AtOffset] (with [AtInstance]) to resume.
 func (r *Reader) Offset() int64 { return r.off }
@@ -96,6 +104,7 @@ func (r *Reader) Read(p []byte) (int, error) { return r.ReadContext(context.Back
 
 // ReadContext is Read bounded by ctx. Errors: io.EOF, ctx.Err(), ErrClosed,
 // ErrGap (the writer's sealed length is below this reader's offset),
+// ErrTrimmed (the bytes at the offset were trimmed, see Trim),
 // connection failures that survive a reconnection.
 func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 	if r.closed {

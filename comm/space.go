@@ -172,6 +172,38 @@ func (s *Space) SetAttr(ctx context.Context, id uint64, key, value string) error
 	return nil
 }
 
+// Trim tells the space that nobody will read instance id (from
+// [Writer.Info] or [Reader.Info]) below offset off again: not this
+// process, not another reader, not a reader resuming after a crash. The
+// server then discards the whole segments of cached bytes below off,
+// which frees their memory and spill files for the bytes still to come: a
+// long-lived channel whose consumer trims what it has consumed costs the
+// space a bounded amount. It returns the instance's trim point, below
+// which every byte is gone (at most off: the open tail segment and a
+// segment that off cuts are kept). Reading below it fails with
+// ErrTrimmed; a writer that replays bytes there (re-created with its
+// key after a restart) has them accepted unchecked. Errors: ErrNotFound,
+// ErrClosed, ctx.Err().
+func (s *Space) Trim(ctx context.Context, id uint64, off int64) (int64, error) {
+	var point int64
+	err := s.withCtl(ctx, func(c *conn) error {
+		f, err := c.callCtx(ctx, proto.TTrim, &proto.Trim{Space: s.name, Instance: id, Offset: off})
+		if err != nil {
+			return err
+		}
+		var m proto.Trimmed
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		point = m.Point
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("comm: trim instance %d at %d: %w", id, off, err)
+	}
+	return point, nil
+}
+
 // withCtl runs f on the control connection, redialling it if an earlier
 // cancelled call left it broken.
 func (s *Space) withCtl(ctx context.Context, f func(*conn) error) error {

@@ -143,7 +143,7 @@ func (at *attempt) negotiate(fr *frameReader, fw *frameWriter) error {
 func (at *attempt) offerMsg(nonce string) ctl {
 	in := at.in
 	c := ctl{Op: opOffer, Version: ProtocolVersion, Job: in.jobID, Rank: at.rank, Size: in.cfg.Size,
-		Incarnation: at.inc, Min: in.job.Config().Min, Mem: in.cfg.Mem, Time: in.cfg.Time,
+		Incarnation: at.inc, Min: in.job.Config().Min, MaxRestarts: in.job.Config().MaxRestarts, Mem: in.cfg.Mem, Time: in.cfg.Time,
 		Oversubscribe: in.cfg.Oversubscribe, Hash: in.prog.Hash, BinSize: in.prog.Size, Name: in.prog.Name,
 		Args: in.cfg.Args, Env: in.cfg.Env, Dir: in.cfg.Dir, Comm: in.comm, Space: "job/" + in.jobID,
 		Stdin: at.rank == 0 && in.cfg.Stdin != nil}

@@ -66,7 +66,9 @@
 //     as a node joins or a slot frees. pirun fails at once only when no live
 //     node could ever take it, and then lists every node's reason.
 //   - Ranks get the node's environment, the -x variables and PIRUN_JOB,
-//     PIRUN_RANK, PIRUN_SIZE, PIRUN_INCARNATION, PIRUN_MIN, PIRUN_COMM and
+//     PIRUN_RANK, PIRUN_SIZE, PIRUN_INCARNATION, PIRUN_MIN,
+//     PIRUN_MAX_RESTARTS (--max-restarts: 0 lets the rank runtime trim
+//     what ranks consumed, see rt.Config.TrimConsumed), PIRUN_COMM and
 //     PIRUN_SPACE; their working directory is pirun's when it exists on the
 //     node, else the work directory under the node's data directory.
 //   - The first SIGINT or SIGTERM is forwarded to every rank; a second one

@@ -63,6 +63,7 @@ type ctl struct {
 	Size          int           `json:"size,omitempty"`
 	Incarnation   int           `json:"inc,omitempty"`
 	Min           int           `json:"min,omitempty"`
+	MaxRestarts   int           `json:"max_restarts"` // restarts the job allows per rank (PIRUN_MAX_RESTARTS)
 	Mem           int64         `json:"mem,omitempty"`
 	Time          time.Duration `json:"time,omitempty"`
 	Oversubscribe bool          `json:"oversub,omitempty"`

@@ -456,6 +456,7 @@ func rankEnv(base []string, c ctl) []string {
 		"PIRUN_SIZE="+strconv.Itoa(c.Size),
 		"PIRUN_INCARNATION="+strconv.Itoa(c.Incarnation),
 		"PIRUN_MIN="+strconv.Itoa(cmpOr(c.Min, c.Size)),
+		"PIRUN_MAX_RESTARTS="+strconv.Itoa(c.MaxRestarts),
 		"PIRUN_COMM="+c.Comm,
 		"PIRUN_SPACE="+c.Space,
 	)

@@ -23,6 +23,15 @@ type Config struct {
 	Min int
 	// Job is the job id, for messages only.
 	Job string
+	// TrimConsumed says that nobody will ever replay this rank's incoming
+	// channels: the rank is never restarted (Init sets it when pirun runs
+	// the job with --max-restarts 0, PIRUN_MAX_RESTARTS=0). The rank then
+	// lets the space discard what it has consumed of each peer's channel
+	// (comm.Reader.Trim, every trimEvery bytes), so that the job's space
+	// holds what is in flight rather than everything ever sent, and its
+	// server reuses warm memory. Otherwise every byte stays: a restarted
+	// rank replays its channels from the start or from its checkpoint.
+	TrimConsumed bool
 
 	// BcastLargeBytes: broadcasts of at least this many bytes (with at
 	// least 3 ranks) use scatter + ring allgather instead of a binomial
@@ -105,8 +114,8 @@ var dialSpace func(ctx context.Context, addrs []string, space string, cfg Config
 
 // Init returns the world communicator described by the environment pirun
 // sets (PIRUN_JOB, PIRUN_RANK, PIRUN_SIZE, PIRUN_INCARNATION, PIRUN_MIN,
-// PIRUN_COMM, PIRUN_SPACE). Run without pirun it is a world of size 1 on an
-// in-process space. Close the world when done: Close makes everything this
+// PIRUN_MAX_RESTARTS, PIRUN_COMM, PIRUN_SPACE). Run without pirun it is a
+// world of size 1 on an in-process space. Close the world when done: Close makes everything this
 // rank wrote durable.
 func Init(ctx context.Context) (*Comm, error) {
 	cfg, addrs, space, err := envConfig(os.Getenv)
@@ -156,6 +165,7 @@ func envConfig(getenv func(string) string) (Config, []string, string, error) {
 		*v.dst = n
 	}
 	cfg.Job = getenv("PIRUN_JOB")
+	cfg.TrimConsumed = getenv("PIRUN_MAX_RESTARTS") == "0"
 	if err := cfg.Validate(); err != nil {
 		return cfg, nil, "", fmt.Errorf("%w: %w", ErrEnv, err)
 	}

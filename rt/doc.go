@@ -6,7 +6,7 @@
 //
 // A rank program calls [Init], which reads what pirun put in the
 // environment (PIRUN_RANK, PIRUN_SIZE, PIRUN_INCARNATION, PIRUN_MIN,
-// PIRUN_COMM, PIRUN_SPACE, PIRUN_JOB) and returns the world [Comm]. Run
+// PIRUN_MAX_RESTARTS, PIRUN_COMM, PIRUN_SPACE, PIRUN_JOB) and returns the world [Comm]. Run
 // without pirun it is a world of size 1 on an in-process space. [New]
 // builds a world over any [Space] (tests use package rttest, which runs N
 // ranks as goroutines). Ranks need not run at the same time: a message

@@ -63,6 +63,8 @@ type source struct {
 	driving  <-chan struct{}
 
 	consumed int64           // channel offset after the last frame taken
+	trimmed  int64           // channel offset the space was last told to trim at (Config.TrimConsumed)
+	trimming bool            // a trim of this source's channel is under way
 	nextSeq  uint64          // sequence number of the next frame
 	skip     map[uint64]bool // frames consumed before a restore: drop on replay
 	queued   int64           // bytes of this source's unexpected messages
@@ -472,6 +474,7 @@ func (in *inbox) step(ctx context.Context, s int, me *Request) error {
 			src.nextSeq++
 			src.consumed = fr.off
 			src.cur = nil
+			in.maybeTrim(s)
 			in.mu.Unlock()
 			cur.fillDirect(s, h)
 			return nil
@@ -482,6 +485,45 @@ func (in *inbox) step(ctx context.Context, s int, me *Request) error {
 		return err
 	}
 	return in.deliver(s, h, p, start, fr)
+}
+
+// trimEvery: with Config.TrimConsumed, a source's channel is trimmed each
+// time another trimEvery bytes of it were consumed (four of the space's
+// 1 MiB segments: one round trip to the server per 4 MiB received).
+const trimEvery = 4 << 20
+
+// chanTrimmer is a ChanReader whose space can discard the bytes below an
+// offset (comm.Reader; the in-process space keeps everything).
+type chanTrimmer interface {
+	Trim(ctx context.Context, off int64) (int64, error)
+}
+
+// maybeTrim lets the space discard what was consumed of source s's
+// channel, once trimEvery more bytes were, when nobody can replay it
+// (Config.TrimConsumed). The frames taken are in the process by then, in a
+// receive's buffer or the unexpected queue. The trim goes on a goroutine
+// of its own, one per source at a time: a failed one is tried again at
+// the next step. Callers hold mu.
+func (in *inbox) maybeTrim(s int) {
+	src := &in.srcs[s]
+	if !in.c.w.cfg.TrimConsumed || src.trimming || src.consumed-src.trimmed < trimEvery {
+		return
+	}
+	t, ok := src.rd.r.(chanTrimmer)
+	if !ok {
+		return
+	}
+	src.trimming = true
+	off := src.consumed
+	in.c.wg.Go(func() {
+		_, err := t.Trim(in.c.life, off)
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		src.trimming = false
+		if err == nil {
+			src.trimmed = off
+		}
+	})
 }
 
 // takeDirect returns the receive the frame with header h goes to when its
@@ -551,6 +593,7 @@ func (in *inbox) deliver(s int, h header, p []byte, start int64, fr *frameReader
 	}
 	src.nextSeq++
 	src.consumed = fr.off
+	in.maybeTrim(s)
 	if src.skip[h.seq] {
 		delete(src.skip, h.seq)
 		in.mu.Unlock()

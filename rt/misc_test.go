@@ -204,7 +204,7 @@ func TestCheckpointRestoreLatest(t *testing.T) {
 }
 
 func TestInitSingleRank(t *testing.T) {
-	for _, k := range []string{"PIRUN_JOB", "PIRUN_RANK", "PIRUN_SIZE", "PIRUN_INCARNATION", "PIRUN_MIN", "PIRUN_COMM", "PIRUN_SPACE"} {
+	for _, k := range []string{"PIRUN_JOB", "PIRUN_RANK", "PIRUN_SIZE", "PIRUN_INCARNATION", "PIRUN_MIN", "PIRUN_MAX_RESTARTS", "PIRUN_COMM", "PIRUN_SPACE"} {
 		t.Setenv(k, "")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,6 +1,7 @@
 package rt_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,7 +21,15 @@ import (
 // commSpaces returns n spaces of one job, one client each.
 func commSpaces(tb testing.TB, n int) []*comm.Space {
 	tb.Helper()
-	_, addr := commtest.StartServer(tb, server.Config{Dir: tb.TempDir()})
+	_, spaces := commServer(tb, n)
+	return spaces
+}
+
+// commServer starts a comm server and returns it with n spaces of one job
+// on it, one client each.
+func commServer(tb testing.TB, n int) (*server.Server, []*comm.Space) {
+	tb.Helper()
+	srv, addr := commtest.StartServer(tb, server.Config{Dir: tb.TempDir()})
 	ctx := context.Background()
 	out := make([]*comm.Space, n)
 	for i := range out {
@@ -33,15 +42,21 @@ func commSpaces(tb testing.TB, n int) []*comm.Space {
 			tb.Fatal(err)
 		}
 	}
-	return out
+	return srv, out
 }
 
 // runComm runs fn on n ranks over a real comm server.
 func runComm(tb testing.TB, n int, cfg func(*rt.Config), fn func(ctx context.Context, c *rt.Comm) error) {
 	tb.Helper()
+	runOn(tb, commSpaces(tb, n), cfg, fn)
+}
+
+// runOn runs fn on a rank for each of spaces.
+func runOn(tb testing.TB, spaces []*comm.Space, cfg func(*rt.Config), fn func(ctx context.Context, c *rt.Comm) error) {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	spaces := commSpaces(tb, n)
+	n := len(spaces)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for r := range n {
@@ -146,4 +161,56 @@ func rawPingPong(ctx context.Context, b *testing.B, sp *comm.Space, r, size int)
 			}
 			return nil
 		})
+}
+
+// TestTrimConsumed: with Config.TrimConsumed (a job that never restarts
+// ranks) the receivers let the space discard what they consumed, so a
+// stream of 48 MiB leaves the server holding a few MiB; without it the
+// server keeps every byte. Messages of every size path (small, read
+// ahead, read straight into the receive's buffer) arrive intact.
+func TestTrimConsumed(t *testing.T) {
+	const total = 48 << 20
+	for _, trim := range []bool{false, true} {
+		t.Run(fmt.Sprint("trim=", trim), func(t *testing.T) {
+			srv, spaces := commServer(t, 2)
+			runOn(t, spaces, func(c *rt.Config) { c.TrimConsumed = trim }, func(ctx context.Context, c *rt.Comm) error {
+				sizes := []int{100, 300 << 10, 1 << 20, 2<<20 + 3}
+				for i, sent := 0, 0; sent < total; i++ {
+					size := sizes[i%len(sizes)]
+					if c.Rank() == 0 {
+						if err := rt.SendBytes(ctx, c, 1, 7, pattern(i, size)); err != nil {
+							return err
+						}
+					} else {
+						buf := make([]byte, size)
+						if _, err := rt.RecvBytes(ctx, c, 0, 7, buf); err != nil {
+							return err
+						}
+						if !bytes.Equal(buf, pattern(i, size)) {
+							return fmt.Errorf("message %d (%d bytes) differs", i, size)
+						}
+					}
+					sent += size
+				}
+				return c.Barrier(ctx)
+			})
+			st := srv.CacheStats()
+			held := st.MemoryBytes + st.SpilledBytes
+			switch {
+			case !trim && (st.TrimmedBytes != 0 || held < total):
+				t.Fatalf("without trimming: %+v; want every byte held", st)
+			case trim && (st.TrimmedBytes < total-8<<20 || held > 16<<20):
+				t.Fatalf("trimming: %+v; want all but the last few MiB trimmed", st)
+			}
+		})
+	}
+}
+
+// pattern is message i's n bytes.
+func pattern(i, n int) []byte {
+	b := make([]byte, n)
+	for j := range b {
+		b[j] = byte(i*131 + j*7 + j>>9)
+	}
+	return b
 }

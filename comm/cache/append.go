@@ -103,6 +103,10 @@ func (s *Store) compare(st *stream, off int64, p []byte) (int, error) {
 	i := off / size
 	start := i * size
 	end := min(off+int64(len(p)), st.length, start+size)
+	n := int(end - off)
+	if int(i) < st.trimmed {
+		return n, nil // trimmed: nothing left to compare with
+	}
 	var stored []byte
 	if st.tail != nil && int(i) == len(st.segs)-1 {
 		stored = st.tail // wmu held: the tail stays ours
@@ -114,7 +118,6 @@ func (s *Store) compare(st *stream, off int64, p []byte) (int, error) {
 		defer s.unpin(b)
 		stored = data
 	}
-	n := int(end - off)
 	if !bytes.Equal(stored[off-start:end-start], p[:n]) {
 		return 0, fmt.Errorf("%w: in [%d, %d)", ErrDiverged, off, end)
 	}

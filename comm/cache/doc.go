@@ -60,6 +60,15 @@
 // until its release function is called, and OnSeal's bytes are valid
 // during the call.
 //
+// [Store.Trim] discards a stream's whole immutable segments below an
+// offset, for a caller that knows nobody will read them again (a channel
+// whose only consumer has consumed them and will never be replayed): their
+// buffers go to the free list and their spill files away, so a long-lived
+// stream costs what is in flight rather than everything it carried, and
+// its next segments are written into warm memory. The stream keeps its
+// length; reading trimmed bytes fails with [ErrTrimmed], and a replayed
+// Append over them is accepted unchecked.
+//
 // Spill files are written with O_DIRECT where the file system allows it
 // (Linux only): no copy into the page cache and no page-cache memory, so
 // spilling costs the server little CPU; the store falls back to buffered

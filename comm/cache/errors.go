@@ -31,6 +31,8 @@ var (
 	// ErrNotSealed reports a request for the open tail segment where only
 	// an immutable segment will do.
 	ErrNotSealed = errors.New("cache: segment not sealed")
+	// ErrTrimmed reports a read of bytes that Trim discarded.
+	ErrTrimmed = errors.New("cache: bytes trimmed")
 	// ErrClosed reports a call on a closed Store.
 	ErrClosed = errors.New("cache: store closed")
 

@@ -25,7 +25,8 @@ type segment struct {
 	mu     sync.Mutex
 	cost   int64 // bytes counted in Store.memBytes while mem != nil
 	onDisk bool  // a spill file holds the bytes
-	dead   bool  // the stream was deleted: no more loads or spills
+	dead   bool  // the stream was deleted or the segment trimmed: no more loads or spills
+	gone   error // why it is dead: ErrNotFound or ErrTrimmed
 }
 
 // freeze makes seg immutable with the bytes buf (len = size, in tb) and
@@ -77,7 +78,10 @@ func (s *Store) load(seg *segment) (*buffer, []byte, bool, error) {
 	if b := s.pinMem(seg); b != nil { // another reader loaded it
 		return b, seg.bytes(b), false, nil
 	}
-	if seg.dead || !seg.onDisk {
+	if seg.dead {
+		return nil, nil, false, seg.gone
+	}
+	if !seg.onDisk {
 		return nil, nil, false, ErrNotFound
 	}
 	var dst []byte
@@ -140,12 +144,13 @@ func (s *Store) forget(seg *segment) {
 	s.release(b)
 }
 
-// drop frees a segment of a deleted stream: memory and spill file. An open
-// tail segment (never frozen) holds neither.
-func (s *Store) drop(seg *segment) error {
+// drop frees a segment of a deleted stream (why is ErrNotFound) or a
+// trimmed one (ErrTrimmed): memory and spill file. An open tail segment
+// (never frozen) holds neither.
+func (s *Store) drop(seg *segment, why error) error {
 	seg.mu.Lock()
 	defer seg.mu.Unlock()
-	seg.dead = true
+	seg.dead, seg.gone = true, why
 	s.forget(seg)
 	if !seg.onDisk {
 		return nil

@@ -31,6 +31,7 @@ type Store struct {
 	memBytes  atomic.Int64
 	diskBytes atomic.Int64
 	segments  atomic.Int64
+	trimBytes atomic.Int64
 	spills    atomic.Int64
 	loads     atomic.Int64
 
@@ -73,6 +74,7 @@ type stream struct {
 	sealed  bool
 	deleted bool
 	segs    []*segment    // never modified in place, only appended to
+	trimmed int           // the first segs[:trimmed] are dropped (Trim)
 	tail    []byte        // open tail segment's bytes (cap allocated); nil if none
 	tailBuf *buffer       // the buffer holding tail; nil if none
 	wake    chan struct{} // closed on every change, created by Wait
@@ -94,6 +96,7 @@ type Stats struct {
 	SpilledBytes int64 // payload bytes in spill files
 	Streams      int   // streams (keys) held
 	Segments     int64 // segments held, open tails included
+	TrimmedBytes int64 // payload bytes discarded by Trim so far
 	Spills       int64 // segments written to the spill directory so far
 	Loads        int64 // spilled segments read back into memory so far
 }
@@ -254,7 +257,7 @@ func (s *Store) destroy(st *stream) error {
 	st.wmu.Lock()
 	st.mu.Lock()
 	st.deleted = true
-	segs, tail, tb := st.segs, st.tail, st.tailBuf
+	segs, tail, tb := st.segs[st.trimmed:], st.tail, st.tailBuf
 	st.segs, st.tail, st.tailBuf = nil, nil, nil
 	st.wakeLocked()
 	st.mu.Unlock()
@@ -266,7 +269,7 @@ func (s *Store) destroy(st *stream) error {
 	s.segments.Add(-int64(len(segs)))
 	var errs []error
 	for _, seg := range segs {
-		if err := s.drop(seg); err != nil {
+		if err := s.drop(seg, ErrNotFound); err != nil {
 			errs = append(errs, fmt.Errorf("cache: delete %v: %w", st.key, err))
 		}
 	}
@@ -285,6 +288,7 @@ func (s *Store) Stats() Stats {
 		SpilledBytes: s.diskBytes.Load(),
 		Streams:      n,
 		Segments:     s.segments.Load(),
+		TrimmedBytes: s.trimBytes.Load(),
 		Spills:       s.spills.Load(),
 		Loads:        s.loads.Load(),
 	}

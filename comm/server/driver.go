@@ -238,6 +238,8 @@ func codeOf(err error) uint16 {
 		return proto.CodeDiverged
 	case errors.Is(err, cache.ErrGap):
 		return proto.CodeGap
+	case errors.Is(err, cache.ErrTrimmed):
+		return proto.CodeTrimmed
 	case errors.Is(err, lookup.ErrIllegal):
 		return proto.CodeProtocol
 	}

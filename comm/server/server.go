@@ -200,6 +200,9 @@ func (s *Server) Addrs() []net.Addr {
 	return out
 }
 
+// CacheStats returns a snapshot of the server's cache counters.
+func (s *Server) CacheStats() cache.Stats { return s.store.Stats() }
+
 // Close stops the server now: it closes the listeners (no new sessions),
 // then every session, then the driver, then the cache store, and waits for
 // all of its goroutines. Cached data in memory is lost; data spilled to

@@ -278,10 +278,31 @@ func (ss *session) dispatchRef(f wire.Frame) error {
 			return err
 		}
 		ss.s.drv.post(input{space: m.Space, sess: ss, req: f.Req, stat: m.Name})
+	case proto.TTrim:
+		var m proto.Trim
+		if err := proto.Unmarshal(f.Payload, &m); err != nil {
+			return err
+		}
+		ss.onTrim(f.Req, m)
 	default:
 		return fmt.Errorf("%w: unexpected frame type %d", wire.ErrProtocol, f.Type)
 	}
 	return nil
+}
+
+// onTrim discards what the store holds of an instance below an offset,
+// for a client that knows nobody will read it again (see comm.Reader.Trim).
+func (ss *session) onTrim(req uint32, m proto.Trim) {
+	if m.Offset < 0 {
+		ss.sendError(req, proto.CodeProtocol, fmt.Sprintf("trim at negative offset %d", m.Offset))
+		return
+	}
+	point, err := ss.s.store.Trim(cache.Key{Space: m.Space, Instance: m.Instance}, m.Offset)
+	if err != nil {
+		ss.sendError(req, codeOf(err), err.Error())
+		return
+	}
+	ss.sendControl(req, proto.TOK, &proto.Trimmed{Point: point})
 }
 
 func (ss *session) post(space string, req uint32, ev lookup.Event) {

@@ -34,6 +34,7 @@ const (
 	TStat       wire.Type = 18 // Stat -> TInfo
 	TSubscribe  wire.Type = 19 // reader -> writer (direct path): Subscribe -> TData..., TEOF
 	TRing       wire.Type = 20 // Unix sockets only: the sender's shared ring (comm/internal/shm), its descriptor attached; no body, no reply
+	TTrim       wire.Type = 21 // Trim -> TOK with Trimmed
 )
 
 // FlagShared marks a data frame (TWrite, TData) whose bytes lie in the
@@ -63,6 +64,7 @@ const (
 	CodeSpaceDeleted
 	CodeGap
 	CodeShutdown
+	CodeTrimmed
 )
 
 // Hello opens a connection.
@@ -258,6 +260,23 @@ type Stat struct{ Space, Name string }
 
 func (m *Stat) Encode(e *wire.Enc) { e.String(m.Space); e.String(m.Name) }
 func (m *Stat) Decode(d *wire.Dec) { m.Space = d.String(); m.Name = d.String() }
+
+// Trim lets the server discard an instance's bytes below Offset (whole
+// segments of them): its caller knows nobody will read them again.
+type Trim struct {
+	Space    string
+	Instance uint64
+	Offset   int64
+}
+
+func (m *Trim) Encode(e *wire.Enc) { e.String(m.Space); e.U64(m.Instance); e.I64(m.Offset) }
+func (m *Trim) Decode(d *wire.Dec) { m.Space = d.String(); m.Instance = d.U64(); m.Offset = d.I64() }
+
+// Trimmed answers a Trim: every byte of the instance below Point is gone.
+type Trimmed struct{ Point int64 }
+
+func (m *Trimmed) Encode(e *wire.Enc) { e.I64(m.Point) }
+func (m *Trimmed) Decode(d *wire.Dec) { m.Point = d.I64() }
 
 // Subscribe asks a writer for its bytes from Offset (direct path).
 type Subscribe struct {
