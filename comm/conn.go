@@ -40,6 +40,12 @@ type conn struct {
 	ringSize int
 	tx       *shm.Tx
 	big      int64 // bytes of large pieces sent while there is no ring (shm.After)
+	// waitRoom makes writeData wait for room in a full ring rather than
+	// send a piece inline (shm.Tx.Wait): set on a connection to a server,
+	// whose writer (the cache sender) would block on the socket anyway;
+	// never on a writer's direct connection to a reader, which must not
+	// wait for its reader. Closing the connection ends such a wait.
+	waitRoom bool
 	// writeData's buffers, reused from one call to the next.
 	wbufs net.Buffers
 	whdr  []byte
@@ -82,6 +88,7 @@ func (cl *Client) dial(ctx context.Context, endpoints string) (*conn, error) {
 	c := newConn(nc, cl.cfg.MaxPayload+1024, cl.cfg.SpinRead)
 	if _, ok := nc.(*net.UnixConn); ok {
 		c.ringSize = max(cl.cfg.SharedRing, 0)
+		c.waitRoom = true
 	}
 	c.welcome = func(local string) {
 		cl.mu.Lock()

@@ -335,7 +335,7 @@ func (r *Reader) fill(ctx context.Context) error {
 		return err // a refused hello: the server closes the connection
 	}
 	if f.Req != r.req {
-		return nil // stale frame of an earlier stream
+		return c.skipShared(f) // stale frame of an earlier stream
 	}
 	return r.frame(c, f)
 }

@@ -31,7 +31,10 @@ type piece struct {
 // connection's deadline stays as it is). A piece of at least
 // shm.MinPayload goes through the connection's shared ring when there is
 // one (offered at the start of the first call after shm.After bytes of
-// such pieces) and it has room; the frame then carries a reference.
+// such pieces) and it has room; the frame then carries a reference. On a
+// connection that waits for room (waitRoom), a piece that does not fit
+// waits for the consumer to release some (see ringRoom), and goes inline
+// only when that wait gives up.
 func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pieces []piece, extra []byte, deadline time.Time) error {
 	if !deadline.IsZero() {
 		c.c.SetWriteDeadline(deadline)
@@ -49,7 +52,16 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 		case c.tx == nil:
 			c.big += int64(n)
 		default:
-			if pos, ok := c.tx.Put(p.data); ok {
+			pos, ok := c.tx.Put(p.data)
+			if !ok && c.waitRoom && c.tx.Waitable(n) {
+				var err error
+				if bufs, hdr, err = c.ringRoom(bufs, hdr, n, deadline); err != nil {
+					return err
+				}
+				start = 0
+				pos, ok = c.tx.Put(p.data)
+			}
+			if ok {
 				hdr = proto.AppendSharedData(hdr, t, req, space, inst, p.off, pos, n)
 				bufs = append(bufs, hdr[start:len(hdr):len(hdr)])
 				c.ringBytes += int64(n)
@@ -67,6 +79,25 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 	_, err := bufs.WriteTo(c.c) // consumes its copy of the slice, not c.wbufs
 	clear(c.wbufs)              // drop references to the callers' buffers
 	return err
+}
+
+// ringRoom waits for room for n bytes in the ring (shm.Tx.Wait) after
+// writing the frames gathered so far (bufs, whose headers are in hdr):
+// the consumer releases only what it has read of. The wait gives up when
+// the connection is closed, at deadline, or when the consumer makes no
+// progress for shm.Stall; the caller then sends inline. It returns the
+// emptied buffers, or the write's error. wmu must be held.
+func (c *conn) ringRoom(bufs net.Buffers, hdr []byte, n int, deadline time.Time) (net.Buffers, []byte, error) {
+	if len(bufs) > 0 {
+		w := bufs
+		_, err := w.WriteTo(c.c)
+		clear(bufs)
+		if err != nil {
+			return bufs[:0], hdr[:0], err
+		}
+	}
+	c.tx.Wait(n, deadline)
+	return bufs[:0], hdr[:0], nil
 }
 
 // ringTakes reports whether a payload of n bytes, cut into pieces of at
@@ -141,4 +172,23 @@ func (c *conn) shared(ref []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
 	return v, nil
+}
+
+// skipShared gives back the ring bytes of a frame nobody reads (a stale
+// frame of an earlier stream), when it is a shared data frame: a server
+// waiting for room in its ring (see ringRoom) must not wait for them. No
+// view of the ring may be in use.
+func (c *conn) skipShared(f wire.Frame) error {
+	if f.Type != proto.TData || f.Flags&proto.FlagShared == 0 {
+		return nil
+	}
+	_, _, _, ref, err := proto.DecodeData(f.Payload)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	if _, err := c.shared(ref); err != nil {
+		return err
+	}
+	c.rx.Release()
+	return nil
 }

@@ -536,7 +536,8 @@ func (ss *session) kill(why error) {
 func (ss *session) writeLoop() {
 	var bufs net.Buffers
 	var sent []outFrame
-	for {
+	var err error
+	for err == nil {
 		if ss.ringDue() {
 			ss.offerRing() // before this batch: after every byte written so far
 		}
@@ -546,31 +547,41 @@ func (ss *session) writeLoop() {
 			case <-ss.ctrlSig:
 				continue
 			case f := <-ss.data:
-				bufs, sent = ss.appendOut(bufs, sent, f)
+				bufs, sent, err = ss.appendOut(bufs, sent, f)
 			case <-ss.stop:
 				ss.flushControl()
 				return
 			}
 		}
-		for more := true; more && len(bufs) < 64 && !ss.ringDue(); { // a due ring goes out before more
+		for more := err == nil; more && len(bufs) < 64 && !ss.ringDue(); { // a due ring goes out before more
 			select {
 			case f := <-ss.data:
-				bufs, sent = ss.appendOut(bufs, sent, f)
+				bufs, sent, err = ss.appendOut(bufs, sent, f)
+				more = err == nil
 			default:
 				more = false
 			}
 		}
-		ss.conn.SetWriteDeadline(time.Now().Add(writeDeadline))
-		_, err := bufs.WriteTo(ss.conn)
-		for _, f := range sent {
-			f.finish()
-		}
-		if err != nil {
-			ss.kill(fmt.Errorf("write: %w", err))
-			ss.drain()
-			return
+		if err == nil {
+			bufs, sent, err = ss.write(bufs, sent)
 		}
 	}
+	ss.kill(fmt.Errorf("write: %w", err))
+	ss.drain()
+}
+
+// write writes bufs under the write deadline, then finishes the frames
+// sent, and returns both emptied.
+func (ss *session) write(bufs net.Buffers, sent []outFrame) (net.Buffers, []outFrame, error) {
+	ss.conn.SetWriteDeadline(time.Now().Add(writeDeadline))
+	w := bufs
+	_, err := w.WriteTo(ss.conn)
+	for _, f := range sent {
+		f.finish()
+	}
+	clear(bufs)
+	clear(sent)
+	return bufs[:0], sent[:0], err
 }
 
 // ringDue reports whether the session should offer its ring now (see
@@ -629,18 +640,30 @@ func (ss *session) drain() {
 // appendOut adds f to the next write: a large data frame's bytes go
 // through the shared ring when there is one with room (and f is done with
 // at once), the others after their header; until there is a ring, large
-// frames count toward offering one (ss.big).
-func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net.Buffers, []outFrame) {
+// frames count toward offering one (ss.big). When the ring is full,
+// appendOut writes the frames gathered so far and waits for the client
+// to release room (ringRoom): the session would block on its socket
+// anyway. An error is the write's; f is finished then.
+func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net.Buffers, []outFrame, error) {
 	hdr := f.hdr
 	if d := f.data; d != nil {
-		switch {
-		case len(f.body) < shm.MinPayload:
+		switch n := len(f.body); {
+		case n < shm.MinPayload:
 		case ss.tx == nil:
-			ss.big += int64(len(f.body))
+			ss.big += int64(n)
 		default:
-			if pos, ok := ss.tx.Put(f.body); ok {
+			pos, ok := ss.tx.Put(f.body)
+			if !ok && ss.tx.Waitable(n) {
+				var err error
+				if bufs, sent, err = ss.ringRoom(bufs, sent, n); err != nil {
+					f.finish()
+					return bufs, sent, err
+				}
+				pos, ok = ss.tx.Put(f.body)
+			}
+			if ok {
 				f.finish()
-				return append(bufs, proto.AppendSharedData(nil, proto.TData, d.req, d.space, d.inst, d.off, pos, len(f.body))), sent
+				return append(bufs, proto.AppendSharedData(nil, proto.TData, d.req, d.space, d.inst, d.off, pos, n)), sent, nil
 			}
 		}
 		hdr = proto.AppendDataHeader(nil, proto.TData, d.req, d.space, d.inst, d.off, len(f.body))
@@ -652,5 +675,20 @@ func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net
 	if f.pooled != nil || f.release != nil {
 		sent = append(sent, f)
 	}
-	return bufs, sent
+	return bufs, sent, nil
+}
+
+// ringRoom writes the frames gathered so far (the client releases only
+// what it has read of), then waits for room for n bytes in the ring
+// (shm.Tx.Wait): until the write deadline, while the connection is open
+// and the client keeps reading or releasing (shm.Stall).
+func (ss *session) ringRoom(bufs net.Buffers, sent []outFrame, n int) (net.Buffers, []outFrame, error) {
+	if len(bufs) > 0 {
+		var err error
+		if bufs, sent, err = ss.write(bufs, sent); err != nil {
+			return bufs, sent, err
+		}
+	}
+	ss.tx.Wait(n, time.Now().Add(writeDeadline))
+	return bufs, sent, nil
 }

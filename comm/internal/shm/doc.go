@@ -17,8 +17,12 @@
 // the small frame; the consumer reads them in place ([Rx.View]) and
 // releases them ([Rx.Release]). Frames are consumed in the order they are
 // written, so the ring is a FIFO and the release position is all the
-// producer needs to know. A full ring is not waited for: the producer
-// sends that payload inline, through the socket.
+// producer needs to know. A full ring is not waited for by default: the
+// producer sends that payload inline, through the socket. A producer that
+// would block on the socket anyway (its consumer being the bottleneck)
+// may instead wait for room ([Tx.Wait]): it sleeps in a cross-process
+// futex on the header, which the consumer's release rings; the wait is
+// bounded, so a dead or misbehaving consumer only costs a short delay.
 //
 // Fresh memory is slow (a page fault per page, on both sides), so data
 // areas are pooled per process: a ring whose consumer released everything

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -14,7 +15,8 @@ import (
 )
 
 // headerSize is the size of a ring's header, a memfd of its own: the
-// consumer's release position is its first eight bytes.
+// consumer's release position is its first eight bytes, the producer's
+// doorbell (see Tx.Wait) the four at bellOffset.
 const headerSize = 4096
 
 // MinPayload is the smallest payload worth a trip through the ring: below
@@ -136,9 +138,15 @@ type Tx struct {
 	hfd  int // the header's memfd until Offer hands it over, -1 after
 	hdr  []byte
 	head *atomic.Uint64
+	bell *atomic.Uint32  // raised while Wait sleeps
+	sock syscall.RawConn // the connection offered on, which Wait watches
 	area *area
 	data []byte
 	next uint64 // the position after the last byte put
+	// stuck is set when a Wait gave up, the release position being
+	// stuckAt: Wait does not wait again until it moves.
+	stuck   bool
+	stuckAt uint64
 }
 
 // NewTx returns a ring of size data bytes, on a pooled area if there is
@@ -162,7 +170,7 @@ func NewTx(size int) (*Tx, error) {
 		live.Add(-int64(size))
 		return nil, err
 	}
-	return &Tx{hfd: hfd, hdr: hdr, head: headOf(hdr), area: a, data: a.mem}, nil
+	return &Tx{hfd: hfd, hdr: hdr, head: headOf(hdr), bell: bellOf(hdr), area: a, data: a.mem}, nil
 }
 
 // Share makes a ring of size data bytes and offers it to the peer of c
@@ -185,6 +193,9 @@ func Share(c *net.UnixConn, size int, frame []byte) (*Tx, error) {
 func (t *Tx) Offer(c *net.UnixConn, frame []byte) error {
 	if t.hfd < 0 || t.area == nil {
 		return errors.New("shm: ring already offered or closed")
+	}
+	if sc, err := c.SyscallConn(); err == nil {
+		t.sock = sc
 	}
 	n, _, err := c.WriteMsgUnix(frame, unix.UnixRights(t.hfd, t.area.fd), nil)
 	unix.Close(t.hfd)
@@ -264,7 +275,7 @@ func (t *Tx) Close() error {
 		t.area.free()
 	}
 	err := unix.Munmap(t.hdr)
-	t.area, t.data, t.hdr, t.head = nil, nil, nil, nil
+	t.area, t.data, t.hdr, t.head, t.bell = nil, nil, nil, nil, nil
 	return err
 }
 
@@ -274,7 +285,8 @@ type Rx struct {
 	hdr  []byte
 	data []byte // read-only
 	head *atomic.Uint64
-	last uint64 // the end of the last reference viewed
+	bell *atomic.Uint32 // the producer's doorbell (see Tx.Wait)
+	last uint64         // the end of the last reference viewed
 }
 
 // MaxRing bounds the data of a ring a peer may offer.
@@ -307,7 +319,7 @@ func Map(hfd, dfd, max int) (*Rx, error) {
 		unix.Munmap(hdr)
 		return nil, fmt.Errorf("shm: mmap: %w", err)
 	}
-	return &Rx{hdr: hdr, data: data, head: headOf(hdr)}, nil
+	return &Rx{hdr: hdr, data: data, head: headOf(hdr), bell: bellOf(hdr)}, nil
 }
 
 // sealedSize returns the size of a memfd sealed against shrinking.
@@ -353,8 +365,15 @@ func (r *Rx) View(pos uint64, n int) ([]byte, error) {
 	return r.data[idx : idx+uint64(n)], nil
 }
 
-// Release gives back to the producer every byte viewed so far.
-func (r *Rx) Release() { r.head.Store(r.last) }
+// Release gives back to the producer every byte viewed so far, and wakes
+// it if it waits for room (see Tx.Wait); when it does not, that costs an
+// atomic load.
+func (r *Rx) Release() {
+	r.head.Store(r.last)
+	if r.bell.Load() != 0 {
+		r.ring()
+	}
+}
 
 // Close unmaps the ring. The caller must make sure no view is in use.
 func (r *Rx) Close() error {

@@ -35,6 +35,13 @@ func pair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
 // and b's reader, past the offer's frame.
 func offered(t *testing.T, size int) (*Tx, *Rx, *Reader) {
 	t.Helper()
+	tx, rx, r, _ := offeredOn(t, size)
+	return tx, rx, r
+}
+
+// offeredOn is offered, also returning the producer's end of the socket.
+func offeredOn(t *testing.T, size int) (*Tx, *Rx, *Reader, *net.UnixConn) {
+	t.Helper()
 	a, b := pair(t)
 	tx, err := NewTx(size)
 	if err != nil {
@@ -59,7 +66,7 @@ func offered(t *testing.T, size int) (*Tx, *Rx, *Reader) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rx.Close() })
-	return tx, rx, r
+	return tx, rx, r, a
 }
 
 func TestRingCarriesBytesInOrderAndWraps(t *testing.T) {
