@@ -173,16 +173,21 @@ func (b *osuBench) buildMPI(ctx context.Context) ([]string, string) {
 }
 
 // group runs rounds first..runs-1 of g (the negative ones are warm-up,
-// not counted), pispace then Open MPI in each, and emits one result per
-// case.
+// not counted), pispace (as pirun runs jobs by default, restartable
+// ranks), pispace with --max-restarts 0 (no restarts, as Open MPI: the
+// ranks trim what they consumed, see rt.Config.TrimConsumed), then Open
+// MPI in each, and emits one result per case and pispace variant.
 func (b *osuBench) group(ctx context.Context, g osuGroup, first, runs int) error {
 	args := make([]string, len(g.cases))
 	for i, c := range g.cases {
 		args[i] = c.arg()
 	}
-	pi, mpi, sm := map[string]samples{}, map[string]samples{}, map[string]samples{}
+	pi, pn, mpi, sm := map[string]samples{}, map[string]samples{}, map[string]samples{}, map[string]samples{}
 	for r := first; r < runs; r++ {
-		if err := b.launch(ctx, "pirun", b.pispaceCmd(g.ranks, args), g.cases, pi, r >= 0); err != nil {
+		if err := b.launch(ctx, "pirun", b.pispaceCmd(g.ranks, false, args), g.cases, pi, r >= 0); err != nil {
+			return err
+		}
+		if err := b.launch(ctx, "pirun --max-restarts 0", b.pispaceCmd(g.ranks, true, args), g.cases, pn, r >= 0); err != nil {
 			return err
 		}
 		if b.mpi == nil {
@@ -209,6 +214,12 @@ func (b *osuBench) group(ctx context.Context, g osuGroup, first, runs int) error
 	for _, c := range g.cases {
 		emit(c.result(g.ranks), pi[c.key()], osuBaselineName(b.mpi), mpi[c.key()])
 	}
+	for _, c := range g.cases {
+		r := c.result(g.ranks)
+		r.Case += "-norestart"
+		r.Param["max_restarts"] = 0
+		emit(r, pn[c.key()], osuBaselineName(b.mpi), mpi[c.key()])
+	}
 	if b.mpiSM != nil {
 		for _, c := range g.cases {
 			r := c.result(g.ranks)
@@ -226,8 +237,14 @@ func osuBaselineName(mpi []string) string {
 	return osuBaseline
 }
 
-func (b *osuBench) pispaceCmd(n int, args []string) []string {
-	return append([]string{b.pirun, "-n", strconv.Itoa(n), b.rank}, args...)
+// pispaceCmd is pirun running the osurank program on n ranks, with no
+// restarts (--max-restarts 0) when norestart is set.
+func (b *osuBench) pispaceCmd(n int, norestart bool, args []string) []string {
+	cmd := []string{b.pirun, "-n", strconv.Itoa(n)}
+	if norestart {
+		cmd = append(cmd, "--max-restarts", "0")
+	}
+	return append(append(cmd, b.rank), args...)
 }
 
 func (b *osuBench) mpiCmd(prefix []string, n int, args []string) []string {
