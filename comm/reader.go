@@ -87,11 +87,13 @@ func newReader(ctx context.Context, s *Space, name string, anyInst bool, o attac
 func (r *Reader) Info() Info { return r.info }
 
 // Trim is [Space.Trim] of this reader's instance: the caller promises
-// that nobody will read it below off again. Trimming what this reader has
-// consumed (off <= Offset) is how a channel's only consumer keeps a
-// long-lived channel from holding every byte it ever carried.
-func (r *Reader) Trim(ctx context.Context, off int64) (int64, error) {
-	return r.s.Trim(ctx, r.info.Instance, off)
+// that nobody will read its bytes in [from, to) again. Trimming what this
+// reader has consumed (to <= Offset) is how a channel's only consumer
+// keeps a long-lived channel from holding every byte it ever carried. It
+// uses the space's control connection, not the reader's, so it may run
+// concurrently with a Read.
+func (r *Reader) Trim(ctx context.Context, from, to int64) (int64, error) {
+	return r.s.Trim(ctx, r.info.Instance, from, to)
 }
 
 // Offset is the offset of the next byte Read returns. A restarted reader

@@ -172,22 +172,22 @@ func (s *Space) SetAttr(ctx context.Context, id uint64, key, value string) error
 	return nil
 }
 
-// Trim tells the space that nobody will read instance id (from
-// [Writer.Info] or [Reader.Info]) below offset off again: not this
+// Trim tells the space that nobody will read the bytes of instance id
+// (from [Writer.Info] or [Reader.Info]) in [from, to) again: not this
 // process, not another reader, not a reader resuming after a crash. The
-// server then discards the whole segments of cached bytes below off,
-// which frees their memory and spill files for the bytes still to come: a
-// long-lived channel whose consumer trims what it has consumed costs the
-// space a bounded amount. It returns the instance's trim point, below
-// which every byte is gone (at most off: the open tail segment and a
-// segment that off cuts are kept). Reading below it fails with
-// ErrTrimmed; a writer that replays bytes there (re-created with its
-// key after a restart) has them accepted unchecked. Errors: ErrNotFound,
-// ErrClosed, ctx.Err().
-func (s *Space) Trim(ctx context.Context, id uint64, off int64) (int64, error) {
-	var point int64
+// server then discards the whole segments of cached bytes within that
+// range (1 MiB each by default; the open tail segment and segments the
+// range cuts are kept), which frees their memory and spill files for the
+// bytes still to come: a long-lived channel whose consumer trims what it
+// has consumed costs the space a bounded amount. It returns how many
+// bytes this call discarded. Reading discarded bytes fails with
+// ErrTrimmed; a writer that replays bytes there (re-created with its key
+// after a restart) has them accepted unchecked. Errors: ErrNotFound,
+// ErrProtocol (a negative or reversed range), ErrClosed, ctx.Err().
+func (s *Space) Trim(ctx context.Context, id uint64, from, to int64) (int64, error) {
+	var dropped int64
 	err := s.withCtl(ctx, func(c *conn) error {
-		f, err := c.callCtx(ctx, proto.TTrim, &proto.Trim{Space: s.name, Instance: id, Offset: off})
+		f, err := c.callCtx(ctx, proto.TTrim, &proto.Trim{Space: s.name, Instance: id, From: from, To: to})
 		if err != nil {
 			return err
 		}
@@ -195,13 +195,13 @@ func (s *Space) Trim(ctx context.Context, id uint64, off int64) (int64, error) {
 		if err := proto.Unmarshal(f.Payload, &m); err != nil {
 			return fmt.Errorf("%w: %v", ErrProtocol, err)
 		}
-		point = m.Point
+		dropped = m.Dropped
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("comm: trim instance %d at %d: %w", id, off, err)
+		return 0, fmt.Errorf("comm: trim instance %d [%d, %d): %w", id, from, to, err)
 	}
-	return point, nil
+	return dropped, nil
 }
 
 // withCtl runs f on the control connection, redialling it if an earlier

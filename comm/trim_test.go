@@ -42,15 +42,18 @@ func TestTrim(t *testing.T) {
 	if err := readFull(ctx, r, got); err != nil {
 		t.Fatal(err)
 	}
-	point, err := r.Trim(ctx, r.Offset())
-	if err != nil || point != 3*mib {
-		t.Fatalf("Trim(%d) = %d, %v; want 3 MiB (whole segments only)", r.Offset(), point, err)
+	dropped, err := r.Trim(ctx, 0, r.Offset())
+	if err != nil || dropped != 3*mib {
+		t.Fatalf("Trim(0, %d) = %d, %v; want 3 MiB (whole segments only)", r.Offset(), dropped, err)
 	}
 	if st := srv.CacheStats(); st.TrimmedBytes != 3*mib {
 		t.Fatalf("server TrimmedBytes %d, want %d", st.TrimmedBytes, 3*mib)
 	}
-	if point, err := sr.Trim(ctx, r.Info().Instance, mib); err != nil || point != 3*mib {
-		t.Fatalf("Trim below the trim point = %d, %v", point, err)
+	if dropped, err := sr.Trim(ctx, r.Info().Instance, 0, mib); err != nil || dropped != 0 {
+		t.Fatalf("Trim of trimmed bytes = %d, %v", dropped, err)
+	}
+	if _, err := sr.Trim(ctx, r.Info().Instance, mib, 0); !errors.Is(err, comm.ErrProtocol) {
+		t.Fatalf("Trim of a reversed range: %v", err)
 	}
 
 	id := r.Info().Instance
@@ -86,7 +89,7 @@ func TestTrim(t *testing.T) {
 		t.Fatalf("rest after the trim: %d bytes, want %d identical", len(rest), len(want))
 	}
 
-	if _, err := sr.Trim(ctx, id+100, 0); !errors.Is(err, comm.ErrNotFound) {
+	if _, err := sr.Trim(ctx, id+100, 0, 1); !errors.Is(err, comm.ErrNotFound) {
 		t.Fatalf("Trim of an unknown instance: %v", err)
 	}
 }

@@ -104,7 +104,7 @@ func (c *Comm) Checkpoint(ctx context.Context, step int64, state []byte) error {
 	w := c.w
 	w.ckptMu.Lock()
 	defer w.ckptMu.Unlock()
-	data, err := w.encodeState(step, state)
+	data, marks, err := w.encodeState(step, state)
 	if err != nil {
 		return err
 	}
@@ -120,26 +120,92 @@ func (c *Comm) Checkpoint(ctx context.Context, step int64, state []byte) error {
 	if err := w.appendIndex(ctx, rec.encode()); err != nil {
 		return rankErr(w.cfg.Rank, "checkpoint", err)
 	}
+	w.trimCheckpointed(ctx, marks)
 	return nil
 }
 
 // encodeState snapshots every open communicator (and restored states of
-// those not yet re-created) and encodes them with the user's state.
-func (w *world) encodeState(step int64, user []byte) ([]byte, error) {
+// those not yet re-created) and encodes them with the user's state. It
+// also returns where this rank's reading of each open communicator's
+// channels stands.
+func (w *world) encodeState(step int64, user []byte) ([]byte, []readMark, error) {
 	w.mu.Lock() // one snapshot: a communicator is either open or pending
 	open := slices.Collect(maps.Values(w.comms))
 	states := slices.Collect(maps.Values(w.pending))
 	named := maps.Clone(w.named)
 	w.mu.Unlock()
+	var marks []readMark
 	for _, c := range open {
 		st, err := c.snapshot()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		states = append(states, st)
+		for s, p := range st.peers {
+			marks = append(marks, readMark{c.pairName(s, c.rank), p.inOff})
+		}
 	}
 	slices.SortFunc(states, func(a, b *commState) int { return cmp.Compare(a.id, b.id) })
-	return encodeCheckpoint(step, named, states, user), nil
+	return encodeCheckpoint(step, named, states, user), marks, nil
+}
+
+// readMark is where a checkpoint resumes reading a channel: the offset of
+// the first frame not consumed.
+type readMark struct {
+	name string
+	off  int64
+}
+
+// trimMark is what checkpoints let the space discard of one channel this
+// rank reads: the bytes from base, where this incarnation's first
+// checkpoint read it (the program's initial Splits, which a restarted
+// rank replays from the start of its channels, read below), up to prev,
+// where the checkpoint before the latest one resumes.
+type trimMark struct {
+	base, prev int64
+	done       int64 // the end of the last range trimmed
+}
+
+// spaceTrimmer is a Space that can discard a channel's bytes in a range
+// of offsets (comm's can; the in-process space keeps everything).
+type spaceTrimmer interface {
+	Trim(ctx context.Context, name string, from, to int64) (int64, error)
+}
+
+// trimCheckpointed lets the space discard, once a checkpoint is durable,
+// what no restore can need of the channels this rank reads: a restarted
+// rank replays its initial Splits from the start of its channels and then
+// resumes at its latest valid checkpoint, so the bytes between the first
+// checkpoint's reading positions and those of the checkpoint before the
+// latest go (one checkpoint of slack: a restore that finds the latest one
+// damaged falls back to the one before). A channel is trimmed when its
+// range grew by trimEvery bytes, always from base: the space drops whole
+// segments only, so the segment one trim cut goes with the next. A
+// failure only keeps bytes.
+// With Config.TrimConsumed the inbox trims as it consumes instead.
+// ckptMu held.
+func (w *world) trimCheckpointed(ctx context.Context, marks []readMark) {
+	t, ok := w.space.(spaceTrimmer)
+	if !ok || w.cfg.TrimConsumed {
+		return
+	}
+	if w.trims == nil {
+		w.trims = make(map[string]*trimMark)
+	}
+	for _, m := range marks {
+		tm := w.trims[m.name]
+		if tm == nil {
+			w.trims[m.name] = &trimMark{base: m.off, prev: m.off, done: m.off}
+			continue
+		}
+		to := tm.prev
+		tm.prev = m.off
+		if to-tm.done >= trimEvery {
+			if _, err := t.Trim(ctx, m.name, tm.base, to); err == nil {
+				tm.done = to
+			}
+		}
+	}
 }
 
 // flusher is a ChanWriter whose Write may return before the bytes are

@@ -66,6 +66,7 @@ type world struct {
 
 	ckptMu sync.Mutex
 	ckpt   ckptLog
+	trims  map[string]*trimMark // by channel read, see trimCheckpointed
 }
 
 // Comm is a communicator: a group of ranks that exchange messages and run

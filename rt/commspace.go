@@ -53,6 +53,16 @@ func (c commSpace) Attach(ctx context.Context, name string, offset int64) (ChanR
 	return r, nil
 }
 
+// Trim discards the bytes of name's (only) instance in [from, to): see
+// comm.Space.Trim.
+func (c commSpace) Trim(ctx context.Context, name string, from, to int64) (int64, error) {
+	info, err := c.s.Stat(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	return c.s.Trim(ctx, info.Instance, from, to)
+}
+
 func (c commSpace) Stat(ctx context.Context, name string) (int64, bool, bool, error) {
 	info, err := c.s.Stat(ctx, name)
 	if errors.Is(err, comm.ErrNotFound) {

@@ -90,6 +90,14 @@
 // every message is delivered exactly once. This assumes the program is
 // deterministic between checkpoints.
 //
+// The space keeps a job's messages so that a restarted rank can replay
+// them, but no longer than a restart can need them: a checkpoint lets the
+// space discard what the rank read between its first checkpoint and the
+// one before its latest, and a job that allows no restarts (pirun
+// --max-restarts 0, [Config.TrimConsumed]) discards each message once
+// consumed. A program that checkpoints now and then therefore runs in
+// bounded space.
+//
 // # Errors
 //
 // Errors are sentinels (ErrRank, ErrType, ...) wrapped, usually, in a

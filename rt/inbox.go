@@ -492,10 +492,10 @@ func (in *inbox) step(ctx context.Context, s int, me *Request) error {
 // 1 MiB segments: one round trip to the server per 4 MiB received).
 const trimEvery = 4 << 20
 
-// chanTrimmer is a ChanReader whose space can discard the bytes below an
-// offset (comm.Reader; the in-process space keeps everything).
+// chanTrimmer is a ChanReader whose space can discard the bytes in a
+// range of offsets (comm.Reader; the in-process space keeps everything).
 type chanTrimmer interface {
-	Trim(ctx context.Context, off int64) (int64, error)
+	Trim(ctx context.Context, from, to int64) (int64, error)
 }
 
 // maybeTrim lets the space discard what was consumed of source s's
@@ -516,7 +516,7 @@ func (in *inbox) maybeTrim(s int) {
 	src.trimming = true
 	off := src.consumed
 	in.c.wg.Go(func() {
-		_, err := t.Trim(in.c.life, off)
+		_, err := t.Trim(in.c.life, 0, off) // from 0: the segment the last one cut goes now
 		in.mu.Lock()
 		defer in.mu.Unlock()
 		src.trimming = false

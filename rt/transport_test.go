@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pispace/pispace/comm"
 	"github.com/pispace/pispace/comm/commtest"
@@ -213,4 +214,76 @@ func pattern(i, n int) []byte {
 		b[j] = byte(i*131 + j*7 + j>>9)
 	}
 	return b
+}
+
+// TestTrimCheckpointed: a rank that checkpoints lets the space discard
+// what it read between its first checkpoint and the one before its latest,
+// and an incarnation restarted from the latest checkpoint still gets every
+// message from there on, intact.
+func TestTrimCheckpointed(t *testing.T) {
+	const msgs, size, crashAt = 40, 1<<20 + 100, 30
+	srv, spaces := commServer(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sent := make(chan error, 1)
+	go func() {
+		c, err := rt.New(ctx, rt.CommSpace(spaces[0]), rt.Config{Rank: 0, Size: 2})
+		if err != nil {
+			sent <- err
+			return
+		}
+		for i := range msgs {
+			if err := rt.SendBytes(ctx, c, 1, 3, pattern(i, size)); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- c.Close()
+	}()
+	// receive reads messages from..to-1 on c, checkpointing after every
+	// third with the next message's number as state.
+	receive := func(c *rt.Comm, from, to int) {
+		t.Helper()
+		buf := make([]byte, size)
+		for i := from; i < to; i++ {
+			if _, err := rt.RecvBytes(ctx, c, 0, 3, buf); err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+			if !bytes.Equal(buf, pattern(i, size)) {
+				t.Fatalf("message %d differs", i)
+			}
+			if (i+1)%3 == 0 {
+				if err := c.Checkpoint(ctx, int64(i+1), []byte{byte(i + 1)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	c1, err := rt.New(ctx, rt.CommSpace(spaces[1]), rt.Config{Rank: 1, Size: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receive(c1, 0, crashAt)
+	// Checkpoints at 3, 6, ..., 30: trimmed from the first one's position
+	// (3 messages in) up to the 27th message's end at least.
+	if st := srv.CacheStats(); st.TrimmedBytes < 20*size {
+		t.Fatalf("after %d messages and checkpoints: %+v; want most of them trimmed", crashAt, st)
+	}
+	c1.Close()
+
+	c2, err := rt.New(ctx, rt.CommSpace(spaces[2]), rt.Config{Rank: 1, Size: 2, Incarnation: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	step, state, ok, err := c2.Restore(ctx)
+	if err != nil || !ok || step != crashAt || state[0] != crashAt {
+		t.Fatalf("Restore = %d, %v, %v, %v; want step %d", step, state, ok, err, crashAt)
+	}
+	receive(c2, crashAt, msgs)
+	if err := c2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -104,7 +104,7 @@ func (s *Store) compare(st *stream, off int64, p []byte) (int, error) {
 	start := i * size
 	end := min(off+int64(len(p)), st.length, start+size)
 	n := int(end - off)
-	if int(i) < st.trimmed {
+	if st.segs[i].trimmed {
 		return n, nil // trimmed: nothing left to compare with
 	}
 	var stored []byte

@@ -60,8 +60,8 @@
 // until its release function is called, and OnSeal's bytes are valid
 // during the call.
 //
-// [Store.Trim] discards a stream's whole immutable segments below an
-// offset, for a caller that knows nobody will read them again (a channel
+// [Store.Trim] discards a stream's whole immutable segments within a
+// range of offsets, for a caller that knows nobody will read them again (a channel
 // whose only consumer has consumed them and will never be replayed): their
 // buffers go to the free list and their spill files away, so a long-lived
 // stream costs what is in flight rather than everything it carried, and

@@ -14,6 +14,10 @@ type segment struct {
 	st    *stream
 	index int
 
+	// trimmed is set, under stream.wmu and stream.mu, when Trim takes the
+	// segment (which it then drops): replays over it are not compared.
+	trimmed bool
+
 	// Set by freeze before the segment is published as immutable.
 	size int
 	crc  uint32

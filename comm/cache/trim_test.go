@@ -11,10 +11,12 @@ import (
 	"github.com/pispace/pispace/comm/cache"
 )
 
-func mustTrim(t testing.TB, s *cache.Store, k cache.Key, off, want int64) {
+// mustTrim trims [from, to) of k and fails the test unless that drops
+// want bytes.
+func mustTrim(t testing.TB, s *cache.Store, k cache.Key, from, to, want int64) {
 	t.Helper()
-	if got, err := s.Trim(k, off); err != nil || got != want {
-		t.Fatalf("Trim(%d) = %d, %v; want %d", off, got, err, want)
+	if got, err := s.Trim(k, from, to); err != nil || got != want {
+		t.Fatalf("Trim [%d, %d) = %d, %v; want %d dropped", from, to, got, err, want)
 	}
 }
 
@@ -28,7 +30,7 @@ func TestTrim(t *testing.T) {
 	appendAll(t, s, k, src)
 	wantStats(t, s, "written", 6*seg, 0, 0)
 
-	mustTrim(t, s, k, 2*seg+7, 2*seg) // segments 0 and 1; 2 ends past the offset
+	mustTrim(t, s, k, 0, 2*seg+7, 2*seg) // segments 0 and 1; 2 ends past the offset
 	wantStats(t, s, "trimmed 2", 4*seg, 2*seg, 0)
 	if st := s.Stats(); st.TrimmedBytes != 2*seg || st.Segments != 4 {
 		t.Fatalf("Stats %+v: want TrimmedBytes %d, Segments 4", st, 2*seg)
@@ -48,8 +50,8 @@ func TestTrim(t *testing.T) {
 	}
 	mustEqual(t, "kept bytes", got, src[2*seg:])
 
-	mustTrim(t, s, k, seg, 2*seg)             // below the trim point: nothing
-	mustTrim(t, s, k, int64(len(src)), 5*seg) // never the open tail
+	mustTrim(t, s, k, 0, 2*seg, 0)               // trimmed already: nothing
+	mustTrim(t, s, k, 0, int64(len(src)), 3*seg) // never the open tail
 	if n, err := s.ReadAt(k, buf, 5*seg); err != nil || n != 10 {
 		t.Fatalf("ReadAt of the open tail = %d, %v", n, err)
 	}
@@ -67,7 +69,7 @@ func TestTrim(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := int64(len(src) + len(more))
-	mustTrim(t, s, k, end, end) // a sealed stream's partial last segment goes too
+	mustTrim(t, s, k, 0, end, 2*seg+100) // a sealed stream's partial last segment goes too
 	if st := s.Stats(); st.MemoryBytes != 0 || st.Segments != 0 {
 		t.Fatalf("Stats after trimming everything: %+v", st)
 	}
@@ -83,6 +85,37 @@ func TestTrim(t *testing.T) {
 	}
 }
 
+// TestTrimRange drops only the whole segments within the range, keeps
+// what lies before and after it readable, and a later overlapping range
+// drops only what is left.
+func TestTrimRange(t *testing.T) {
+	s := newStore(t)
+	k := cache.Key{Space: "t", Instance: 6}
+	src := pattern(6, 0, 10*seg)
+	appendAll(t, s, k, src)
+	mustTrim(t, s, k, 2*seg-1, 6*seg+1, 4*seg) // segments 2..5: 1 and 6 are cut
+	for _, off := range []int64{2 * seg, 4 * seg, 6*seg - 1} {
+		if _, err := s.ReadAt(k, make([]byte, 1), off); !errors.Is(err, cache.ErrTrimmed) {
+			t.Fatalf("ReadAt %d inside the range: %v", off, err)
+		}
+	}
+	got := make([]byte, 2*seg)
+	if n, err := s.ReadAt(k, got, 0); err != nil || n != len(got) {
+		t.Fatalf("ReadAt before the range = %d, %v", n, err)
+	}
+	mustEqual(t, "bytes before the range", got, src[:2*seg])
+	if n, err := s.ReadAt(k, got, 6*seg); err != nil || n != len(got) {
+		t.Fatalf("ReadAt after the range = %d, %v", n, err)
+	}
+	mustEqual(t, "bytes after the range", got, src[6*seg:8*seg])
+	mustTrim(t, s, k, seg, 8*seg, 3*seg) // 1, 6 and 7 are left of it
+	mustTrim(t, s, k, 0, 0, 0)
+	mustDelete(t, s, k)
+	if st := s.Stats(); st.Segments != 0 || st.MemoryBytes != 0 {
+		t.Fatalf("Stats after Delete: %+v", st)
+	}
+}
+
 // TestTrimReplay: an Append that replays trimmed bytes is accepted as it
 // stands (there is nothing to compare it with); bytes still held are
 // still compared.
@@ -91,7 +124,7 @@ func TestTrimReplay(t *testing.T) {
 	k := cache.Key{Space: "t", Instance: 2}
 	src := pattern(2, 0, 3*seg)
 	appendAll(t, s, k, src)
-	mustTrim(t, s, k, 2*seg, 2*seg)
+	mustTrim(t, s, k, 0, 2*seg, 2*seg)
 	if n, err := s.Append(k, 0, pattern(9, 0, 2*seg)); err != nil || n != 3*seg {
 		t.Fatalf("replay over trimmed bytes = %d, %v", n, err)
 	}
@@ -114,7 +147,7 @@ func TestTrimSpilled(t *testing.T) {
 	if before.SpilledBytes == 0 {
 		t.Fatal("nothing spilled")
 	}
-	mustTrim(t, s, k, 12*seg, 12*seg)
+	mustTrim(t, s, k, 0, 12*seg, 12*seg)
 	after := s.Stats()
 	if after.SpilledBytes >= before.SpilledBytes || after.SpilledBytes > 4*seg {
 		t.Fatalf("SpilledBytes %d -> %d after trimming 12 of 16 segments", before.SpilledBytes, after.SpilledBytes)
@@ -128,16 +161,18 @@ func TestTrimSpilled(t *testing.T) {
 
 func TestTrimErrors(t *testing.T) {
 	s := newStore(t)
-	if _, err := s.Trim(cache.Key{Space: "t", Instance: 9}, 0); !errors.Is(err, cache.ErrNotFound) {
+	if _, err := s.Trim(cache.Key{Space: "t", Instance: 9}, 0, 0); !errors.Is(err, cache.ErrNotFound) {
 		t.Fatalf("Trim of an unknown stream: %v", err)
 	}
 	k := cache.Key{Space: "t", Instance: 4}
 	appendAll(t, s, k, pattern(4, 0, seg))
-	if _, err := s.Trim(k, -1); !errors.Is(err, cache.ErrOffset) {
-		t.Fatalf("Trim(-1): %v", err)
+	for _, r := range [][2]int64{{-1, seg}, {seg, 0}} {
+		if _, err := s.Trim(k, r[0], r[1]); !errors.Is(err, cache.ErrOffset) {
+			t.Fatalf("Trim [%d, %d): %v", r[0], r[1], err)
+		}
 	}
 	s.Close()
-	if _, err := s.Trim(k, seg); !errors.Is(err, cache.ErrClosed) {
+	if _, err := s.Trim(k, 0, seg); !errors.Is(err, cache.ErrClosed) {
 		t.Fatalf("Trim after Close: %v", err)
 	}
 }
@@ -194,7 +229,7 @@ func TestTrimFollowingReader(t *testing.T) {
 					t.Fatalf("ReadAt %d: %v", len(got), err)
 				}
 				got = append(got, buf[:n]...)
-				if _, err := s.Trim(k, int64(len(got))); err != nil {
+				if _, err := s.Trim(k, 0, int64(len(got))); err != nil {
 					t.Fatal(err)
 				}
 				read.Store(int64(len(got)))
@@ -204,7 +239,9 @@ func TestTrimFollowingReader(t *testing.T) {
 				t.Fatal(werr)
 			}
 			mustEqual(t, "read while trimming", got, src)
-			mustTrim(t, s, k, total, total)
+			if _, err := s.Trim(k, 0, total); err != nil {
+				t.Fatal(err)
+			}
 			if st := s.Stats(); st.MemoryBytes != 0 || st.SpilledBytes != 0 || st.TrimmedBytes != total {
 				t.Fatalf("Stats at the end: %+v", st)
 			}

@@ -290,19 +290,20 @@ func (ss *session) dispatchRef(f wire.Frame) error {
 	return nil
 }
 
-// onTrim discards what the store holds of an instance below an offset,
-// for a client that knows nobody will read it again (see comm.Reader.Trim).
+// onTrim discards what the store holds of an instance in a range of
+// offsets, for a client that knows nobody will read it again (see
+// comm.Space.Trim).
 func (ss *session) onTrim(req uint32, m proto.Trim) {
-	if m.Offset < 0 {
-		ss.sendError(req, proto.CodeProtocol, fmt.Sprintf("trim at negative offset %d", m.Offset))
+	if m.From < 0 || m.To < m.From {
+		ss.sendError(req, proto.CodeProtocol, fmt.Sprintf("trim of a bad range [%d, %d)", m.From, m.To))
 		return
 	}
-	point, err := ss.s.store.Trim(cache.Key{Space: m.Space, Instance: m.Instance}, m.Offset)
+	dropped, err := ss.s.store.Trim(cache.Key{Space: m.Space, Instance: m.Instance}, m.From, m.To)
 	if err != nil {
 		ss.sendError(req, codeOf(err), err.Error())
 		return
 	}
-	ss.sendControl(req, proto.TOK, &proto.Trimmed{Point: point})
+	ss.sendControl(req, proto.TOK, &proto.Trimmed{Dropped: dropped})
 }
 
 func (ss *session) post(space string, req uint32, ev lookup.Event) {

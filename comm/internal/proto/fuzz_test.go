@@ -19,7 +19,7 @@ func allMsgs() []Msg {
 func FuzzUnmarshal(f *testing.F) {
 	f.Add(AppendMsg(nil, TCreate, 1, &Create{Space: "s", Name: "n", Elem: 10, Key: "k", Attrs: map[string]string{"a": "b"}})[wire.HeaderSize:])
 	f.Add(AppendMsg(nil, TInfo, 1, &Info{Instance: 3, Name: "x", Length: 99, Sealed: true})[wire.HeaderSize:])
-	f.Add(AppendMsg(nil, TTrim, 1, &Trim{Space: "s", Instance: 3, Offset: 1 << 20})[wire.HeaderSize:])
+	f.Add(AppendMsg(nil, TTrim, 1, &Trim{Space: "s", Instance: 3, From: 1 << 20, To: 5 << 20})[wire.HeaderSize:])
 	f.Add([]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, m := range allMsgs() {

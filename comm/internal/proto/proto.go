@@ -261,22 +261,24 @@ type Stat struct{ Space, Name string }
 func (m *Stat) Encode(e *wire.Enc) { e.String(m.Space); e.String(m.Name) }
 func (m *Stat) Decode(d *wire.Dec) { m.Space = d.String(); m.Name = d.String() }
 
-// Trim lets the server discard an instance's bytes below Offset (whole
+// Trim lets the server discard an instance's bytes in [From, To) (whole
 // segments of them): its caller knows nobody will read them again.
 type Trim struct {
 	Space    string
 	Instance uint64
-	Offset   int64
+	From, To int64
 }
 
-func (m *Trim) Encode(e *wire.Enc) { e.String(m.Space); e.U64(m.Instance); e.I64(m.Offset) }
-func (m *Trim) Decode(d *wire.Dec) { m.Space = d.String(); m.Instance = d.U64(); m.Offset = d.I64() }
+func (m *Trim) Encode(e *wire.Enc) { e.String(m.Space); e.U64(m.Instance); e.I64(m.From); e.I64(m.To) }
+func (m *Trim) Decode(d *wire.Dec) {
+	m.Space, m.Instance, m.From, m.To = d.String(), d.U64(), d.I64(), d.I64()
+}
 
-// Trimmed answers a Trim: every byte of the instance below Point is gone.
-type Trimmed struct{ Point int64 }
+// Trimmed answers a Trim: how many bytes it discarded.
+type Trimmed struct{ Dropped int64 }
 
-func (m *Trimmed) Encode(e *wire.Enc) { e.I64(m.Point) }
-func (m *Trimmed) Decode(d *wire.Dec) { m.Point = d.I64() }
+func (m *Trimmed) Encode(e *wire.Enc) { e.I64(m.Dropped) }
+func (m *Trimmed) Decode(d *wire.Dec) { m.Dropped = d.I64() }
 
 // Subscribe asks a writer for its bytes from Offset (direct path).
 type Subscribe struct {
