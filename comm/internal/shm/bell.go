@@ -131,6 +131,9 @@ func (t *Tx) unread() (int, bool) {
 		q, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
 		p := []unix.PollFd{{Fd: int32(fd)}} // hang-ups and errors are always reported
 		n, err := unix.Poll(p, 0)
+		for err == unix.EINTR { // the runtime's preemption signal, not the peer
+			n, err = unix.Poll(p, 0)
+		}
 		open = err == nil && (n == 0 || p[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) == 0)
 	})
 	return q, err == nil && open

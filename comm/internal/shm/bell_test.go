@@ -149,8 +149,9 @@ func TestWaitEndsWithConnection(t *testing.T) {
 // the connection (frames written before those referring to the ring) is
 // making progress: the producer waits on past the stall, and the release
 // that follows finds it waiting. The consumer reads every 100 ms against a
-// stall of 400: a margin for a loaded machine (with 15 against 50 it gave
-// up under the race detector with the other packages' tests running).
+// stall of 400, a margin for a loaded machine. Under load this test also
+// caught the runtime's preemption signal interrupting Wait's poll of the
+// connection (EINTR), once taken for a closed connection.
 func TestWaitWhileConsumerReads(t *testing.T) {
 	const frames, frame = 10, 10 << 10
 	setWait(t, Slice, 400*time.Millisecond)
