@@ -101,16 +101,7 @@ func TestSlowReaderGetsServerRing(t *testing.T) {
 	sw, sr, _, _ := pipeline(t, nil)
 	ctx := testCtx(t)
 	payload := bytesOf(5, total)
-	w, err := sw.Create(ctx, "slow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(payload); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, sw, "slow", payload)
 	r, err := sr.Attach(ctx, "slow")
 	if err != nil {
 		t.Fatal(err)

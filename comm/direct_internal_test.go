@@ -179,6 +179,22 @@ func openPair(t *testing.T, sw, sr *Space, name string) (*Writer, *Reader) {
 	return w, r
 }
 
+// publish writes p as a whole channel name in sw: create, write, close.
+func publish(t *testing.T, sw *Space, name string, p []byte) {
+	t.Helper()
+	ctx := testCtx(t)
+	w, err := sw.Create(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // pipeline starts a server and two clients (writer side, reader side) with
 // the given direct-path settings, and opens one space in each.
 func pipeline(t *testing.T, mod func(*Config)) (*Space, *Space, *Client, *Client) {

@@ -32,16 +32,7 @@ func TestChannelsReuseConnections(t *testing.T) {
 		t.Helper()
 		ctx := testCtx(t)
 		payload := bytesOf(byte(i), 100<<10+i)
-		w, err := sw.Create(ctx, "reuse")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write(payload); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
+		publish(t, sw, "reuse", payload)
 		r, err := sr.Attach(ctx, "reuse")
 		if err != nil {
 			t.Fatal(err)
@@ -86,14 +77,7 @@ func TestDirectReaderLeavesCacheConnection(t *testing.T) {
 	}
 
 	// A reader in the middle of a cache stream: its connection is busy.
-	w2, err := sw.Create(ctx, "sealed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w2.Write(bytesOf(3, 4<<20))
-	if err := w2.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, sw, "sealed", bytesOf(3, 4<<20))
 	r2, err := sr.Attach(ctx, "sealed")
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,16 @@ func mustTrim(t testing.TB, s *cache.Store, k cache.Key, from, to, want int64) {
 	if got, err := s.Trim(k, from, to); err != nil || got != want {
 		t.Fatalf("Trim [%d, %d) = %d, %v; want %d dropped", from, to, got, err, want)
 	}
+}
+
+// mustReadAt fails the test unless k's bytes at off are want.
+func mustReadAt(t testing.TB, s *cache.Store, k cache.Key, off int64, want []byte) {
+	t.Helper()
+	got := make([]byte, len(want))
+	if n, err := s.ReadAt(k, got, off); err != nil || n != len(got) {
+		t.Fatalf("ReadAt %d = %d, %v; want %d bytes", off, n, err, len(want))
+	}
+	mustEqual(t, fmt.Sprintf("bytes at %d", off), got, want)
 }
 
 // TestTrim drops whole segments below the offset, keeps the rest
@@ -44,11 +55,7 @@ func TestTrim(t *testing.T) {
 	if _, _, _, err := s.Segment(k, 1); !errors.Is(err, cache.ErrTrimmed) {
 		t.Fatalf("Segment 1: %v", err)
 	}
-	got := make([]byte, len(src)-2*seg)
-	if n, err := s.ReadAt(k, got, 2*seg); err != nil || n != len(got) {
-		t.Fatalf("ReadAt above the trim point = %d, %v", n, err)
-	}
-	mustEqual(t, "kept bytes", got, src[2*seg:])
+	mustReadAt(t, s, k, 2*seg, src[2*seg:])
 
 	mustTrim(t, s, k, 0, 2*seg, 0)               // trimmed already: nothing
 	mustTrim(t, s, k, 0, int64(len(src)), 3*seg) // never the open tail
@@ -99,16 +106,9 @@ func TestTrimRange(t *testing.T) {
 			t.Fatalf("ReadAt %d inside the range: %v", off, err)
 		}
 	}
-	got := make([]byte, 2*seg)
-	if n, err := s.ReadAt(k, got, 0); err != nil || n != len(got) {
-		t.Fatalf("ReadAt before the range = %d, %v", n, err)
-	}
-	mustEqual(t, "bytes before the range", got, src[:2*seg])
-	if n, err := s.ReadAt(k, got, 6*seg); err != nil || n != len(got) {
-		t.Fatalf("ReadAt after the range = %d, %v", n, err)
-	}
-	mustEqual(t, "bytes after the range", got, src[6*seg:8*seg])
-	mustTrim(t, s, k, seg, 8*seg, 3*seg) // 1, 6 and 7 are left of it
+	mustReadAt(t, s, k, 0, src[:2*seg])     // before the range
+	mustReadAt(t, s, k, 6*seg, src[6*seg:]) // after it
+	mustTrim(t, s, k, seg, 8*seg, 3*seg)    // 1, 6 and 7 are left of it
 	mustTrim(t, s, k, 0, 0, 0)
 	mustDelete(t, s, k)
 	if st := s.Stats(); st.Segments != 0 || st.MemoryBytes != 0 {
@@ -152,11 +152,7 @@ func TestTrimSpilled(t *testing.T) {
 	if after.SpilledBytes >= before.SpilledBytes || after.SpilledBytes > 4*seg {
 		t.Fatalf("SpilledBytes %d -> %d after trimming 12 of 16 segments", before.SpilledBytes, after.SpilledBytes)
 	}
-	got := make([]byte, 4*seg)
-	if n, err := s.ReadAt(k, got, 12*seg); err != nil || n != len(got) {
-		t.Fatalf("ReadAt = %d, %v", n, err)
-	}
-	mustEqual(t, "kept bytes", got, src[12*seg:])
+	mustReadAt(t, s, k, 12*seg, src[12*seg:])
 }
 
 func TestTrimErrors(t *testing.T) {
