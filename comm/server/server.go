@@ -44,8 +44,8 @@ type Config struct {
 	// SharedRing is the size of the shared-memory ring a session on a
 	// Unix socket offers its client once it has sent shm.After bytes of
 	// large read replies (see package comm/internal/shm): the bytes then
-	// go through the ring instead of the socket. Zero means 2 MiB;
-	// negative turns rings off. The server's rings share the process's
+	// go through the ring instead of the socket. Zero means 8 MiB (see
+	// comm.Config.SharedRing); negative turns rings off. The server's rings share the process's
 	// budget (shm.Budget): sessions beyond it use their socket.
 	SharedRing int
 }
@@ -61,7 +61,7 @@ func (c Config) withDefaults() Config {
 		c.Tick = time.Second
 	}
 	if c.SharedRing == 0 {
-		c.SharedRing = 2 << 20
+		c.SharedRing = 8 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
