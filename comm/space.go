@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/pispace/pispace/comm/internal/proto"
 )
@@ -19,6 +18,7 @@ type Space struct {
 
 	mu     sync.Mutex // serialises requests on ctl
 	ctl    *conn
+	stale  *conn // a control connection a cut call left out of step, kept open until ctl replaces it (see withCtl)
 	closed bool
 }
 
@@ -161,9 +161,7 @@ func (s *Space) Stat(ctx context.Context, name string) (Info, error) {
 // ErrNotFound, ErrUnknownSpace, ErrClosed, ctx.Err().
 func (s *Space) SetAttr(ctx context.Context, id uint64, key, value string) error {
 	err := s.withCtl(ctx, func(c *conn) error {
-		stop := context.AfterFunc(ctx, func() { c.c.SetReadDeadline(time.Unix(1, 0)) })
-		defer stop()
-		_, err := c.call(proto.TSetAttr, &proto.SetAttr{Space: s.name, Instance: id, Key: key, Value: value})
+		_, err := c.callCtx(ctx, proto.TSetAttr, &proto.SetAttr{Space: s.name, Instance: id, Key: key, Value: value})
 		return err
 	})
 	if err != nil {
@@ -206,6 +204,13 @@ func (s *Space) Trim(ctx context.Context, id uint64, from, to int64) (int64, err
 
 // withCtl runs f on the control connection, redialling it if an earlier
 // cancelled call left it broken.
+//
+// The server counts this client as a user of the space through the
+// connection that opened it, and a connection that goes away counts as
+// leaving: a last user gone deletes a space whose data was all read, or
+// starts its lease. So a control connection that a cut call left out of
+// step (a reply may still come) is not closed at once: it stays open,
+// aside, until a new one has opened the space, and only then goes.
 func (s *Space) withCtl(ctx context.Context, f func(*conn) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,18 +218,42 @@ func (s *Space) withCtl(ctx context.Context, f func(*conn) error) error {
 		return ErrClosed
 	}
 	if s.ctl == nil {
-		c, err := s.c.dial(ctx, s.addr)
+		c, err := s.dialCtl(ctx)
 		if err != nil {
-			return err
+			return ctxErr(ctx, err)
 		}
 		s.ctl = c
+		if s.stale != nil {
+			s.stale.close()
+			s.stale = nil
+		}
 	}
 	err := f(s.ctl)
-	if err != nil && (ctx.Err() != nil || isConnErr(err)) {
+	switch {
+	case ctx.Err() != nil: // maybe cut (out of step, or a deadline set to cut it), but this client's hold on the space
+		if s.stale != nil {
+			s.stale.close()
+		}
+		s.stale, s.ctl = s.ctl, nil
+	case isConnErr(err): // broken: the server has let it go already
 		s.ctl.close()
 		s.ctl = nil
 	}
 	return ctxErr(ctx, err)
+}
+
+// dialCtl dials the space's server and opens the space on the new
+// connection.
+func (s *Space) dialCtl(ctx context.Context) (*conn, error) {
+	c, err := s.c.dial(ctx, s.addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.callCtx(ctx, proto.TOpenSpace, &proto.SpaceReq{Space: s.name}); err != nil {
+		c.close()
+		return nil, fmt.Errorf("comm: reopen space %q: %w", s.name, err)
+	}
+	return c, nil
 }
 
 // Close leaves the space. The last user's close deletes the space if every
@@ -238,6 +267,10 @@ func (s *Space) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	s.c.forget(s)
+	if s.stale != nil {
+		s.stale.close() // the server counts its end as a close of the space
+		s.stale = nil
+	}
 	if s.ctl == nil {
 		return nil
 	}

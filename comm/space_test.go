@@ -1,6 +1,7 @@
 package comm_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -121,5 +122,49 @@ func TestWriterFlush(t *testing.T) {
 	w.Detach()
 	if err := w.Flush(ctx); !errors.Is(err, comm.ErrClosed) {
 		t.Fatalf("Flush after Detach: %v", err)
+	}
+}
+
+// TestSpaceSurvivesCancelledCall: a call on the space's control
+// connection cut by its context (which closes that connection) does not
+// make this client leave the space: with everything read, its server
+// would otherwise delete the space, data and all, under a user that never
+// closed it.
+func TestSpaceSurvivesCancelledCall(t *testing.T) {
+	_, addr := commtest.StartServer(t, server.Config{})
+	ctx := ctxT(t, 20*time.Second)
+	s := openSpace(t, newClient(t, addr), "kept")
+	w, _ := s.Create(ctx, "ch")
+	w.Write([]byte("x"))
+	w.Close(ctx)
+	r, _ := s.Attach(ctx, "ch")
+	readAll(t, r)
+	r.Close()
+	commtest.Eventually(t, 5*time.Second, func() bool {
+		info, err := s.Stat(ctx, "ch")
+		return err == nil && info.Sealed
+	}, "instance never sealed")
+
+	info, err := s.Stat(ctx, "ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.SetAttr(cancelled, info.Instance, "k", "v"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("SetAttr with a cancelled context: %v", err)
+	}
+	// The next call replaces the control connection and lets the old one
+	// go. The server notices that end at its own pace, and what is tested
+	// is that nothing follows from it: a margin of time, then the space
+	// must still be there, and still ours.
+	for range 2 {
+		if info, err := s.Stat(ctx, "ch"); err != nil || !info.Sealed {
+			t.Fatalf("after a cancelled call: Stat = %+v, %v; want the sealed channel", info, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close after a cancelled call: %v", err)
 	}
 }
