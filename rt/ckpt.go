@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -121,7 +122,20 @@ func (c *Comm) Checkpoint(ctx context.Context, step int64, state []byte) error {
 		return rankErr(w.cfg.Rank, "checkpoint", err)
 	}
 	w.trimCheckpointed(ctx, marks)
+	w.trimOldState(ctx, rec)
 	return nil
+}
+
+// trimOldState lets the space discard the state of this incarnation's
+// checkpoint before the previous one, once rec is durable: a restore takes
+// the latest valid checkpoint and falls back to the one before only when
+// the latest is damaged, and the channels keep what those two need (see
+// trimCheckpointed). A job that checkpoints a large state often would
+// otherwise keep every state it ever saved. A failure only keeps bytes.
+func (w *world) trimOldState(ctx context.Context, rec ckptRecord) {
+	if t, ok := w.space.(spaceTrimmer); ok && rec.n >= 2 {
+		t.Trim(ctx, w.dataName(rec.inc, rec.n-2), 0, math.MaxInt64)
+	}
 }
 
 // encodeState snapshots every open communicator (and restored states of

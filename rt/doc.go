@@ -93,7 +93,8 @@
 // The space keeps a job's messages so that a restarted rank can replay
 // them, but no longer than a restart can need them: a checkpoint lets the
 // space discard what the rank read between its first checkpoint and the
-// one before its latest, and a job that allows no restarts (pirun
+// one before its latest, and the saved state of all but the latest two
+// checkpoints, and a job that allows no restarts (pirun
 // --max-restarts 0, [Config.TrimConsumed]) discards each message once
 // consumed. A program that checkpoints now and then therefore runs in
 // bounded space.

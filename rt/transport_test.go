@@ -287,3 +287,36 @@ func TestTrimCheckpointed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTrimOldStates: a rank that checkpoints a large state keeps the
+// latest two in the space, not every one it saved, and a new incarnation
+// restores the latest.
+func TestTrimOldStates(t *testing.T) {
+	const state, ckpts = 2<<20 + 7, 6
+	srv, spaces := commServer(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := rt.New(ctx, rt.CommSpace(spaces[0]), rt.Config{Rank: 0, Size: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ckpts {
+		if err := c.Checkpoint(ctx, int64(i), pattern(i, state)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Checkpoints 2..5 each let go of the one two before: 0..3.
+	if st := srv.CacheStats(); st.TrimmedBytes < (ckpts-2)*state {
+		t.Fatalf("after %d checkpoints of %d bytes: %+v; want all but two states trimmed", ckpts, state, st)
+	}
+	c.Close()
+	c2, err := rt.New(ctx, rt.CommSpace(spaces[1]), rt.Config{Rank: 0, Size: 1, Incarnation: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	step, got, ok, err := c2.Restore(ctx)
+	if err != nil || !ok || step != ckpts-1 || !bytes.Equal(got, pattern(ckpts-1, state)) {
+		t.Fatalf("Restore = step %d, %d bytes, %v, %v; want step %d and its state", step, len(got), ok, err, ckpts-1)
+	}
+}
