@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/pispace/pispace/comm/internal/local"
 	"github.com/pispace/pispace/comm/internal/proto"
 	"github.com/pispace/pispace/comm/internal/shm"
+	"github.com/pispace/pispace/comm/internal/unixtest"
 	"github.com/pispace/pispace/comm/wire"
 )
 
@@ -154,19 +154,7 @@ func TestDirectPathUsesSharedRing(t *testing.T) {
 // unixConns returns both ends of a Unix socket as connections.
 func unixConns(t *testing.T) (*conn, *conn) {
 	t.Helper()
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(t.TempDir(), "s"), Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	a, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := l.AcceptUnix()
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := unixtest.Pair(t)
 	ca, cb := newConn(a, 8<<20, 0), newConn(b, 8<<20, 0)
 	t.Cleanup(func() { ca.close(); cb.close() })
 	return ca, cb

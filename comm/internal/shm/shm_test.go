@@ -5,31 +5,12 @@ import (
 	"errors"
 	"io"
 	"net"
-	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
-)
 
-// pair returns both ends of a connected Unix socket.
-func pair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
-	t.Helper()
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(t.TempDir(), "s"), Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	a, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := l.AcceptUnix()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+	"github.com/pispace/pispace/comm/internal/unixtest"
+)
 
 // offered sets up a ring of size bytes from a to b and returns both sides
 // and b's reader, past the offer's frame.
@@ -42,7 +23,7 @@ func offered(t *testing.T, size int) (*Tx, *Rx, *Reader) {
 // offeredOn is offered, also returning the producer's end of the socket.
 func offeredOn(t *testing.T, size int) (*Tx, *Rx, *Reader, *net.UnixConn) {
 	t.Helper()
-	a, b := pair(t)
+	a, b := unixtest.Pair(t)
 	tx, err := NewTx(size)
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +230,7 @@ func TestAreaPooledOnlyWhenReleased(t *testing.T) {
 }
 
 func TestReaderRefusesDescriptorFlood(t *testing.T) {
-	a, b := pair(t)
+	a, b := unixtest.Pair(t)
 	r := NewReader(b)
 	defer r.Close()
 	for range maxPending + 1 {
@@ -297,7 +278,7 @@ func TestLazySwitchesBeforeAnOffer(t *testing.T) {
 		keeps bool
 	}{{"offer after After bytes", After, true}, {"offer at once", 0, false}} {
 		t.Run(c.name, func(t *testing.T) {
-			a, b := pair(t)
+			a, b := unixtest.Pair(t)
 			l := NewLazy(b)
 			defer l.Close()
 			go func() {
