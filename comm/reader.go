@@ -159,15 +159,8 @@ func (r *Reader) drainDirect() bool {
 		}
 		switch f.Type {
 		case proto.TData:
-			if f.Flags&proto.FlagShared != 0 {
-				_, _, _, ref, err := proto.DecodeData(f.Payload)
-				if err == nil {
-					_, err = c.shared(ref)
-				}
-				if err != nil {
-					return false
-				}
-				c.rx.Release()
+			if c.skipShared(f) != nil {
+				return false
 			}
 		case proto.TEOF:
 			c.c.SetReadDeadline(time.Time{})

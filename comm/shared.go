@@ -148,9 +148,6 @@ func (c *conn) next() (wire.Frame, error) {
 
 // takeRing maps the ring whose descriptors came with a TRing frame.
 func (c *conn) takeRing() error {
-	if c.fds == nil {
-		return fmt.Errorf("%w: a shared ring offered over TCP", ErrProtocol)
-	}
 	rx, err := c.fds.Accept(c.rx)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrProtocol, err)
@@ -164,9 +161,6 @@ func (c *conn) takeRing() error {
 // shared returns the bytes a FlagShared data frame's reference points to
 // in the peer's ring; the caller releases them (c.rx.Release) once used.
 func (c *conn) shared(ref []byte) ([]byte, error) {
-	if c.rx == nil {
-		return nil, fmt.Errorf("%w: shared data before any shared ring", ErrProtocol)
-	}
 	v, err := c.rx.Resolve(ref)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
@@ -175,9 +169,9 @@ func (c *conn) shared(ref []byte) ([]byte, error) {
 }
 
 // skipShared gives back the ring bytes of a frame nobody reads (a stale
-// frame of an earlier stream), when it is a shared data frame: a server
-// waiting for room in its ring (see ringRoom) must not wait for them. No
-// view of the ring may be in use.
+// frame of an earlier stream, or one drained at Close), when it is a
+// shared data frame: its producer waiting for room in its ring (see
+// ringRoom) must not wait for them. No view of the ring may be in use.
 func (c *conn) skipShared(f wire.Frame) error {
 	if f.Type != proto.TData || f.Flags&proto.FlagShared == 0 {
 		return nil

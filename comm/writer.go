@@ -267,17 +267,8 @@ func (w *Writer) Flush(ctx context.Context) error {
 	return nil
 }
 
-// roundTrip sends a request on the writer's connection and waits for its
-// answer. A failed write reported before the answer is returned instead.
-func (w *Writer) roundTrip(ctx context.Context, t wire.Type, m proto.Msg) error {
-	req, err := w.c.send(t, m)
-	if err != nil {
-		return err
-	}
-	return w.await(ctx, req)
-}
-
-// await waits for the answer to request req.
+// await waits for the answer to request req. A failed write reported
+// before the answer is returned instead.
 func (w *Writer) await(ctx context.Context, req uint32) error {
 	for {
 		select {

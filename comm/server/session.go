@@ -329,9 +329,6 @@ func (ss *session) onSpace(f wire.Frame, m proto.SpaceReq) error {
 // onRing maps the shared ring the client sent with the frame. A session
 // has one ring, and only on a Unix socket.
 func (ss *session) onRing() error {
-	if ss.fds == nil {
-		return errors.New("a shared ring offered over TCP")
-	}
 	rx, err := ss.fds.Accept(ss.rx)
 	if err != nil {
 		return err
@@ -348,7 +345,7 @@ func (ss *session) onWrite(f wire.Frame) error {
 		return err
 	}
 	if f.Flags&proto.FlagShared != 0 {
-		if data, err = ss.shared(data); err != nil {
+		if data, err = ss.rx.Resolve(data); err != nil {
 			return err
 		}
 		defer ss.rx.Release() // the store has copied the bytes by then
@@ -372,15 +369,6 @@ func (ss *session) onWrite(f wire.Frame) error {
 		ss.post(space, f.Req, lookup.Appended{Instance: lookup.InstanceID(inst), Length: n})
 	}
 	return nil
-}
-
-// shared returns the bytes a FlagShared frame's reference points to in the
-// client's ring.
-func (ss *session) shared(ref []byte) ([]byte, error) {
-	if ss.rx == nil {
-		return nil, errors.New("shared data before any shared ring")
-	}
-	return ss.rx.Resolve(ref)
 }
 
 // onClose seals the instance in the cache, then tells the lookup service.

@@ -184,8 +184,12 @@ func (l *Lazy) TakeRing() (hfd, dfd int, ok bool) {
 
 // Accept maps the ring of the offer (a TRing frame) just read, whose
 // descriptors came with it; cur is the ring the connection already has,
-// if any: a connection has one.
+// if any: a connection has one. A nil Lazy is a connection that carries
+// no descriptors (TCP): an offer there is an error.
 func (l *Lazy) Accept(cur *Rx) (*Rx, error) {
+	if l == nil {
+		return nil, errors.New("shm: a shared ring offered over TCP")
+	}
 	hfd, dfd, ok := l.TakeRing()
 	if !ok {
 		return nil, errors.New("shm: a shared ring offered without its descriptors")

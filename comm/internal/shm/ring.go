@@ -339,8 +339,12 @@ func sealedSize(fd int) (int64, error) {
 }
 
 // Resolve returns the bytes a shared data frame's reference (its data
-// part, see proto.SharedRef) points to; see View.
+// part, see proto.SharedRef) points to; see View. On a nil Rx (no ring
+// offered yet) it is an error.
 func (r *Rx) Resolve(ref []byte) ([]byte, error) {
+	if r == nil {
+		return nil, fmt.Errorf("%w: shared data before any shared ring", ErrRef)
+	}
 	pos, n, err := proto.SharedRef(ref)
 	if err != nil {
 		return nil, err
