@@ -397,13 +397,7 @@ func (s *sink) recycle(items []sinkItem) {
 
 // writeInline writes p at off as data frames, from Write's goroutine.
 func (s *sink) writeInline(off int64, p []byte) error {
-	pieces := s.pieces[:0]
-	for len(p) > 0 {
-		n := min(len(p), s.chunk)
-		pieces = append(pieces, piece{off, p[:n]})
-		p = p[n:]
-		off += int64(n)
-	}
+	pieces := appendPieces(s.pieces[:0], off, p, s.chunk)
 	err := s.c.writeData(proto.TData, s.req, s.space, s.inst, pieces, nil, time.Time{})
 	clear(pieces) // drop references to the caller's buffer
 	s.pieces = pieces[:0]

@@ -25,6 +25,17 @@ type piece struct {
 	data []byte
 }
 
+// appendPieces appends p, the bytes at offset off, cut into pieces of at
+// most chunk bytes (one data frame each).
+func appendPieces(ps []piece, off int64, p []byte, chunk int) []piece {
+	for len(p) > 0 {
+		n := min(len(p), chunk)
+		ps = append(ps, piece{off, p[:n]})
+		p, off = p[n:], off+int64(n)
+	}
+	return ps
+}
+
 // writeData writes the pieces as data frames of type t and request req
 // for instance inst of space, then extra (a request that must follow
 // them, or nil), in one vectored write under deadline (when zero, the

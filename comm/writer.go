@@ -489,20 +489,11 @@ func (cs *cacheSender) write(off int64, p []byte) error {
 	if off != cs.end {
 		panic(fmt.Sprintf("comm: cache queue at %d, write at %d", cs.end, off))
 	}
-	pieces := cs.pieces(nil)
-	cs.writing = true // the sending goroutine waits; only Write, on this goroutine, queues
-	cs.mu.Unlock()
-	for at := 0; at < len(p); {
-		n := min(len(p)-at, cs.chunk)
-		pieces = append(pieces, piece{off + int64(at), p[at : at+n]})
-		at += n
-	}
-	err := cs.writeFrames(pieces, nil)
-	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	cs.writing = false
-	if err != nil {
-		return cs.failed(err)
+	// While it writes, the sending goroutine waits, and only Write, on
+	// this goroutine, queues.
+	if err := cs.writeBusy(appendPieces(cs.pieces(nil), off, p, cs.chunk), nil); err != nil {
+		return err
 	}
 	cs.end += int64(len(p))
 	cs.sent = cs.end
@@ -580,6 +571,19 @@ func (cs *cacheSender) run() {
 // outcome: the bytes sent, or the sticky error. cs.mu must be held; it is
 // released during the write.
 func (cs *cacheSender) sendLocked(pieces []piece, extra []byte, target int64) error {
+	if err := cs.writeBusy(pieces, extra); err != nil {
+		return err
+	}
+	cs.sent = target
+	cs.trim()
+	cs.cond.Broadcast()
+	return nil
+}
+
+// writeBusy writes pieces, then extra, with the connection marked busy
+// (writing) and cs.mu released meanwhile; a failure is recorded (sticky)
+// and returned. cs.mu must be held.
+func (cs *cacheSender) writeBusy(pieces []piece, extra []byte) error {
 	cs.writing = true
 	cs.mu.Unlock()
 	err := cs.writeFrames(pieces, extra)
@@ -588,9 +592,6 @@ func (cs *cacheSender) sendLocked(pieces []piece, extra []byte, target int64) er
 	if err != nil {
 		return cs.failed(err)
 	}
-	cs.sent = target
-	cs.trim()
-	cs.cond.Broadcast()
 	return nil
 }
 
@@ -675,13 +676,8 @@ func (cs *cacheSender) pieces(ps []piece) []piece {
 		if end <= off {
 			continue
 		}
-		data := b.buf[off-b.off:]
-		for len(data) > 0 {
-			n := min(len(data), cs.chunk)
-			ps = append(ps, piece{off, data[:n]})
-			data = data[n:]
-			off += int64(n)
-		}
+		ps = appendPieces(ps, off, b.buf[off-b.off:], cs.chunk)
+		off = end
 	}
 	return ps
 }
