@@ -21,6 +21,17 @@ func mustTrim(t testing.TB, s *cache.Store, k cache.Key, from, to, want int64) {
 	}
 }
 
+// mustBeTrimmed fails the test unless reading k at each of offs fails
+// with ErrTrimmed.
+func mustBeTrimmed(t testing.TB, s *cache.Store, k cache.Key, offs ...int64) {
+	t.Helper()
+	for _, off := range offs {
+		if _, err := s.ReadAt(k, make([]byte, 1), off); !errors.Is(err, cache.ErrTrimmed) {
+			t.Fatalf("ReadAt %d of trimmed bytes: %v, want ErrTrimmed", off, err)
+		}
+	}
+}
+
 // mustReadAt fails the test unless k's bytes at off are want.
 func mustReadAt(t testing.TB, s *cache.Store, k cache.Key, off int64, want []byte) {
 	t.Helper()
@@ -47,11 +58,7 @@ func TestTrim(t *testing.T) {
 		t.Fatalf("Stats %+v: want TrimmedBytes %d, Segments 4", st, 2*seg)
 	}
 	buf := make([]byte, 10)
-	for _, off := range []int64{0, seg, 2*seg - 1} {
-		if _, err := s.ReadAt(k, buf, off); !errors.Is(err, cache.ErrTrimmed) {
-			t.Fatalf("ReadAt %d below the trim point: %v", off, err)
-		}
-	}
+	mustBeTrimmed(t, s, k, 0, seg, 2*seg-1)
 	if _, _, _, err := s.Segment(k, 1); !errors.Is(err, cache.ErrTrimmed) {
 		t.Fatalf("Segment 1: %v", err)
 	}
@@ -101,11 +108,7 @@ func TestTrimRange(t *testing.T) {
 	src := pattern(6, 0, 10*seg)
 	appendAll(t, s, k, src)
 	mustTrim(t, s, k, 2*seg-1, 6*seg+1, 4*seg) // segments 2..5: 1 and 6 are cut
-	for _, off := range []int64{2 * seg, 4 * seg, 6*seg - 1} {
-		if _, err := s.ReadAt(k, make([]byte, 1), off); !errors.Is(err, cache.ErrTrimmed) {
-			t.Fatalf("ReadAt %d inside the range: %v", off, err)
-		}
-	}
+	mustBeTrimmed(t, s, k, 2*seg, 4*seg, 6*seg-1)
 	mustReadAt(t, s, k, 0, src[:2*seg])     // before the range
 	mustReadAt(t, s, k, 6*seg, src[6*seg:]) // after it
 	mustTrim(t, s, k, seg, 8*seg, 3*seg)    // 1, 6 and 7 are left of it
