@@ -66,23 +66,22 @@ type stream struct {
 	// destroy. The fields under it are touched by wmu holders only.
 	wmu     sync.Mutex
 	tailCRC uint32 // CRC-32C of the open tail so far
-
-	// mu guards what readers see; writers change these fields while
-	// holding both wmu and mu.
-	mu       sync.RWMutex
-	length   int64
-	sealed   bool
-	deleted  bool
-	segs     []*segment // never modified in place, only appended to
-	ntrimmed int        // how many of segs Trim dropped
 	// The last Trim's start and the first segment past what it dropped:
 	// a consumer trims a range that grows at its end, and the next Trim
 	// from the same start looks at the new segments only.
 	trimFrom int64
 	trimNext int
-	tail     []byte        // open tail segment's bytes (cap allocated); nil if none
-	tailBuf  *buffer       // the buffer holding tail; nil if none
-	wake     chan struct{} // closed on every change, created by Wait
+
+	// mu guards what readers see; writers change these fields while
+	// holding both wmu and mu.
+	mu      sync.RWMutex
+	length  int64
+	sealed  bool
+	deleted bool
+	segs    []*segment    // never modified in place, only appended to
+	tail    []byte        // open tail segment's bytes (cap allocated); nil if none
+	tailBuf *buffer       // the buffer holding tail; nil if none
+	wake    chan struct{} // closed on every change, created by Wait
 }
 
 // wakeLocked wakes every Wait on st. st.mu must be held for writing.
@@ -262,7 +261,7 @@ func (s *Store) destroy(st *stream) error {
 	st.wmu.Lock()
 	st.mu.Lock()
 	st.deleted = true
-	segs, tail, tb, ntrimmed := st.segs, st.tail, st.tailBuf, st.ntrimmed
+	segs, tail, tb := st.segs, st.tail, st.tailBuf
 	st.segs, st.tail, st.tailBuf = nil, nil, nil
 	st.wakeLocked()
 	st.mu.Unlock()
@@ -271,16 +270,18 @@ func (s *Store) destroy(st *stream) error {
 		s.memBytes.Add(-int64(cap(tail)))
 		s.release(tb)
 	}
-	s.segments.Add(-int64(len(segs) - ntrimmed))
 	var errs []error
+	n := 0
 	for _, seg := range segs {
 		if seg.trimmed {
-			continue // dropped already
+			continue // dropped, and counted, already
 		}
+		n++
 		if err := s.drop(seg, ErrNotFound); err != nil {
 			errs = append(errs, fmt.Errorf("cache: delete %v: %w", st.key, err))
 		}
 	}
+	s.segments.Add(-int64(n))
 	return errors.Join(errs...)
 }
 

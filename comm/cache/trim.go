@@ -68,6 +68,5 @@ func (st *stream) markTrimmed(from, to, size int64) ([]*segment, error) {
 		}
 	}
 	st.trimFrom, st.trimNext = from, i
-	st.ntrimmed += len(segs)
 	return segs, nil
 }
