@@ -174,3 +174,61 @@ func (s *Store) Segment(k Key, index int) (data []byte, crc uint32, release func
 	}
 	return data, seg.crc, func() { s.unpin(b) }, nil
 }
+
+// View returns the bytes of k's stream from off to the end of off's
+// segment, or to the current end of the open tail, at most max of them,
+// without copying: the stored bytes themselves, which must not be
+// modified. The store keeps them intact (even if the stream is deleted,
+// trimmed or the segment spilled meanwhile) until release is called,
+// exactly once. It is how the server sends a read stream: what a segment
+// or the open tail holds below the stream's length never changes.
+// Like ReadAt it never waits: at the end of the stream it returns no
+// bytes and a nil error while the stream is open, io.EOF once sealed
+// (release is then nil). A spilled segment is read back first.
+// Errors: io.EOF, ErrOffset (off < 0 or off > length), ErrNotFound,
+// ErrTrimmed, ErrCorrupt, ErrClosed.
+func (s *Store) View(k Key, off int64, max int) (data []byte, release func(), err error) {
+	st, err := s.acquire(k)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cache: view %v at %d: %w", k, off, err)
+	}
+	defer s.ops.Done()
+	v := st.view()
+	unpinTail := func() {
+		if v.tb != nil {
+			s.unpin(v.tb)
+		}
+	}
+	switch {
+	case v.deleted:
+		err = ErrNotFound
+	case off < 0 || off > v.length:
+		err = fmt.Errorf("%w: length %d", ErrOffset, v.length)
+	case off == v.length && v.sealed:
+		unpinTail()
+		return nil, nil, io.EOF
+	case off == v.length || max <= 0:
+		unpinTail()
+		return nil, nil, nil
+	}
+	if err != nil {
+		unpinTail()
+		return nil, nil, fmt.Errorf("cache: view %v at %d: %w", k, off, err)
+	}
+	size := int64(s.cfg.SegmentSize)
+	i := off / size
+	if v.tail != nil && int(i) == len(v.segs)-1 {
+		end := min(v.length-i*size, off-i*size+int64(max))
+		return v.tail[off-i*size : end], unpinTail, nil
+	}
+	unpinTail()
+	b, seg, loaded, err := s.data(v.segs[i])
+	if loaded {
+		s.maybeSpill() // best effort: Append reports spill failures
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("cache: view %v at %d: %w", k, off, err)
+	}
+	end := min(int64(len(seg)), v.length-i*size, off-i*size+int64(max))
+	return seg[off-i*size : end], func() { s.unpin(b) }, nil
+}

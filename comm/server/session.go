@@ -19,25 +19,21 @@ import (
 const (
 	ctrlQueue     = 4096             // control frames a session may have queued
 	dataQueue     = 16               // data frames a session may have queued
-	chunkSize     = 256 << 10        // bytes per data frame of a read stream copied from an open tail
-	maxDataFrame  = 1 << 20          // bytes per data frame of a read stream sent from an immutable segment
+	minDataFrame  = 256 << 10        // a read stream's data frames hold up to this many bytes even under a smaller MaxPayload
+	maxDataFrame  = 1 << 20          // and never more than this many
 	writeDeadline = 30 * time.Second // a peer that accepts nothing for this long is cut
 	helloDeadline = 10 * time.Second
 )
 
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
-
 // outFrame is one frame queued for the connection's writer: hdr, then
 // body; a data frame has data instead of hdr, its header being encoded when
-// it is written, inline or through the ring. When pooled is set the body
-// goes back to chunkPool after the write; when release is set (a cache
-// segment's bytes, see segmentData) it is called after the write. finish
-// does both, also for a frame dropped unwritten.
+// it is written, inline or through the ring. A data frame's body is a view
+// of the cache (cache.Store.View), and release gives it back (finish):
+// after the write, or when the frame is dropped unwritten.
 type outFrame struct {
 	hdr     []byte
 	data    *dataRef
 	body    []byte
-	pooled  *[]byte
 	release func()
 }
 
@@ -661,7 +657,7 @@ func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net
 	if len(f.body) > 0 {
 		bufs = append(bufs, f.body)
 	}
-	if f.pooled != nil || f.release != nil {
+	if f.release != nil {
 		sent = append(sent, f)
 	}
 	return bufs, sent, nil

@@ -59,12 +59,14 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 	if off < 0 {
 		return &proto.Error{Code: proto.CodeProtocol, Msg: fmt.Sprintf("negative offset %d", off)}
 	}
+	frame := min(maxDataFrame, max(minDataFrame, ss.s.cfg.MaxPayload-1024))
 	for ctx.Err() == nil {
 		if m.Until > 0 && off >= m.Until {
 			ss.endStream(ctx, req, proto.TEOF, &proto.EOF{Length: off, Sealed: false})
 			return nil
 		}
-		if body, release := ss.segmentData(key, off); len(body) > 0 {
+		body, release, err := ss.s.store.View(key, off, frame)
+		if len(body) > 0 {
 			ref := &dataRef{req, m.Space, m.Instance, off}
 			if !ss.sendData(ctx, outFrame{body: body, release: release, data: ref}) {
 				return nil
@@ -72,17 +74,9 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 			off += int64(len(body))
 			continue
 		}
-		pb := chunkPool.Get().(*[]byte)
-		n, err := ss.s.store.ReadAt(key, *pb, off)
-		if n > 0 {
-			ref := &dataRef{req, m.Space, m.Instance, off}
-			if !ss.sendData(ctx, outFrame{body: (*pb)[:n], pooled: pb, data: ref}) {
-				return nil
-			}
-			off += int64(n)
-			continue
+		if release != nil {
+			release()
 		}
-		chunkPool.Put(pb)
 		switch {
 		case errors.Is(err, io.EOF):
 			ss.endStream(ctx, req, proto.TEOF, &proto.EOF{Length: off, Sealed: true})
@@ -108,34 +102,9 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 	return nil
 }
 
-// segmentData returns the stored bytes from off to the end of off's
-// segment, at most maxDataFrame of them, when that segment is immutable:
-// they are sent as they are, without a copy. The store keeps them intact
-// (it may otherwise recycle a segment's buffer once the stream is deleted
-// or the segment spilled) until release is called, which the session's
-// write loop does once the frame is written or dropped (outFrame.finish).
-// It returns nil, nil for the open tail or on any error, and the caller
-// then copies with ReadAt.
-func (ss *session) segmentData(key cache.Key, off int64) (body []byte, release func()) {
-	size := int64(ss.s.store.Config().SegmentSize)
-	seg, _, release, err := ss.s.store.Segment(key, int(off/size))
-	if err != nil {
-		return nil, nil
-	}
-	at := int(off % size)
-	if at >= len(seg) {
-		release()
-		return nil, nil
-	}
-	return seg[at:min(len(seg), at+min(maxDataFrame, max(chunkSize, ss.s.cfg.MaxPayload-1024)))], release
-}
-
-// finish gives a frame's body back once it is written or dropped: a
-// pooled chunk to chunkPool, a cache segment to the store. Call it once.
+// finish gives a frame's body back to the store once it is written or
+// dropped. Call it once.
 func (f outFrame) finish() {
-	if f.pooled != nil {
-		chunkPool.Put(f.pooled)
-	}
 	if f.release != nil {
 		f.release()
 	}
