@@ -209,6 +209,7 @@ func (s *Store) grow(buf []byte, need int) (*buffer, error) {
 	var nb []byte
 	if c == s.cfg.SegmentSize {
 		nb = s.takeFree()
+		s.wantPrefill()
 	}
 	if nb == nil {
 		nb = make([]byte, c)

@@ -56,9 +56,12 @@
 // Config.RecycleBytes and counted in [Stats].FreeBytes rather than
 // MemoryBytes, and the next segment (or read-back) reuses it rather than
 // fresh memory. A buffer is reused only once no reader can still see it:
-// ReadAt pins what it copies from, [Store.Segment] hands out bytes valid
-// until its release function is called, and OnSeal's bytes are valid
-// during the call.
+// ReadAt pins what it copies from, [Store.Segment] and [Store.View] hand
+// out bytes valid until their release function is called, and OnSeal's
+// bytes are valid during the call. With Config.Prefill a goroutine of the
+// store keeps that many fresh buffers, already faulted in, on the free
+// list, so that a store that keeps everything does not fault in each new
+// segment on its appender's path.
 //
 // [Store.Trim] discards a stream's whole immutable segments within a
 // range of offsets, for a caller that knows nobody will read them again (a channel

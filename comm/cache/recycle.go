@@ -71,20 +71,22 @@ func (s *Store) freeBuffer(b *buffer) {
 // recycle puts b, a buffer nobody reads any more, on the free list if it is
 // a whole segment buffer and the list has room: at most cfg.RecycleBytes,
 // and only while the buffers in use plus the free ones stay within
-// cfg.MemoryBytes. Anything else is left to the garbage collector.
-func (s *Store) recycle(b []byte) {
+// cfg.MemoryBytes. Anything else is left to the garbage collector. It
+// reports whether it kept b.
+func (s *Store) recycle(b []byte) bool {
 	size := s.cfg.SegmentSize
 	if cap(b) != size {
-		return
+		return false
 	}
 	s.freeMu.Lock()
 	defer s.freeMu.Unlock()
 	if s.freeClosed || int64(len(s.freeList)+1)*int64(size) > s.cfg.RecycleBytes ||
 		s.memBytes.Load()+s.freeBytes.Load()+int64(size) > s.cfg.MemoryBytes {
-		return
+		return false
 	}
 	s.freeList = append(s.freeList, b[:size])
 	s.freeBytes.Add(int64(size))
+	return true
 }
 
 // takeFree returns a free segment buffer (len SegmentSize, old contents),
@@ -131,4 +133,45 @@ func (s *Store) closeFree() {
 	clear(s.freeList)
 	s.freeList = nil
 	s.freeBytes.Store(0)
+}
+
+// wantPrefill wakes the prefilling goroutine when the free list holds
+// fewer than cfg.Prefill buffers (see Config.Prefill).
+func (s *Store) wantPrefill() {
+	if s.prefillSig == nil || s.freeBytes.Load() >= int64(s.cfg.Prefill)*int64(s.cfg.SegmentSize) {
+		return
+	}
+	select {
+	case s.prefillSig <- struct{}{}:
+	default:
+	}
+}
+
+// prefillLoop faults in fresh segment buffers and puts them on the free
+// list while it holds fewer than cfg.Prefill and the bounds of recycle
+// leave room, each time wantPrefill wakes it, until Close.
+func (s *Store) prefillLoop() {
+	defer s.prefillDone.Done()
+	size := s.cfg.SegmentSize
+	want := int64(s.cfg.Prefill) * int64(size)
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.prefillSig:
+		}
+		for s.freeBytes.Load() < want && s.memBytes.Load()+s.freeBytes.Load()+int64(size) <= s.cfg.MemoryBytes {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			b := make([]byte, size)
+			populate(b)
+			if !s.recycle(b) {
+				break // the bounds moved meanwhile, or Close came
+			}
+			s.prefilled.Add(1)
+		}
+	}
 }

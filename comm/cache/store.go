@@ -55,6 +55,10 @@ type Store struct {
 	freeClosed bool     // set by Close: keep nothing more
 	freeBytes  atomic.Int64
 	recycled   atomic.Int64
+
+	prefillSig  chan struct{}  // wakes the prefilling goroutine (see Config.Prefill)
+	prefilled   atomic.Int64   // fresh buffers it put on the free list
+	prefillDone sync.WaitGroup // Close waits for it
 }
 
 // stream is one key's payload. Lock order: wmu, then mu (see LOCKS.md).
@@ -97,6 +101,7 @@ type Stats struct {
 	MemoryBytes  int64 // bytes of segment buffers in use (allocated capacity)
 	FreeBytes    int64 // bytes of free segment buffers kept for reuse (Config.RecycleBytes)
 	Recycled     int64 // segment buffers taken from the free list so far
+	Prefilled    int64 // fresh segment buffers put on the free list ahead of need (Config.Prefill)
 	SpilledBytes int64 // payload bytes in spill files
 	Streams      int   // streams (keys) held
 	Segments     int64 // segments held, open tails included
@@ -129,6 +134,12 @@ func Open(cfg Config) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cache: open: %w", err)
 		}
+	}
+	if cfg.Prefill > 0 {
+		s.prefillSig = make(chan struct{}, 1)
+		s.prefillDone.Add(1)
+		go s.prefillLoop()
+		s.wantPrefill()
 	}
 	return s, nil
 }
@@ -294,6 +305,7 @@ func (s *Store) Stats() Stats {
 		MemoryBytes:  s.memBytes.Load(),
 		FreeBytes:    s.freeBytes.Load(),
 		Recycled:     s.recycled.Load(),
+		Prefilled:    s.prefilled.Load(),
 		SpilledBytes: s.diskBytes.Load(),
 		Streams:      n,
 		Segments:     s.segments.Load(),
@@ -317,6 +329,7 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		close(s.done)
 		s.ops.Wait()
+		s.prefillDone.Wait()
 		var errs []error
 		for _, sp := range spaces {
 			for _, st := range sp {

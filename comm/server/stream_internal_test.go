@@ -16,7 +16,8 @@ import (
 // a session on one end of a pipe, the other end being the peer.
 func newTestSession(t *testing.T) (*Server, *session, net.Conn) {
 	t.Helper()
-	srv, err := New(Config{SegmentSize: cache.MinSegmentSize, MemoryBytes: 1 << 20, Local: "off"})
+	// No prefilled buffers: the tests count what goes to the free list.
+	srv, err := New(Config{SegmentSize: cache.MinSegmentSize, MemoryBytes: 1 << 20, Local: "off", Prefill: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
