@@ -52,13 +52,7 @@ func TestAppendIdempotency(t *testing.T) {
 		{"sealed divergent", []op{{0, src[:5000], false, 5000, nil}, {5000, nil, true, 5000, nil}, {0, flip(src[:5000], 4500), false, 5000, cache.ErrDiverged}}, src[:5000]},
 		{"sealed gap", []op{{0, src[:5000], false, 5000, nil}, {5000, nil, true, 5000, nil}, {5001, src[5001:5002], false, 5000, cache.ErrGap}}, src[:5000]},
 	}
-	for _, mode := range []struct {
-		name   string
-		mutate func(*cache.Config)
-	}{
-		{"memory", func(*cache.Config) {}},
-		{"spill", spilling(t, 1)}, // every immutable segment goes to disk
-	} {
+	for _, mode := range memoryAndSpill(t) {
 		for _, tt := range tests {
 			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
 				s := newStore(t, mode.mutate)

@@ -32,6 +32,18 @@ func newStore(t testing.TB, mutate ...func(*cache.Config)) *cache.Store {
 	return s
 }
 
+// storeMode is a kind of store a test runs on.
+type storeMode struct {
+	name   string
+	mutate func(*cache.Config)
+}
+
+// memoryAndSpill are the two kinds of store most tests run on: memory
+// only, and one that spills every immutable segment (1 byte of memory).
+func memoryAndSpill(t testing.TB) []storeMode {
+	return []storeMode{{"memory", func(*cache.Config) {}}, {"spill", spilling(t, 1)}}
+}
+
 // spilling makes a store spill into a test directory beyond mem bytes.
 func spilling(t testing.TB, mem int64) func(*cache.Config) {
 	dir := t.TempDir()

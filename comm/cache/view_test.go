@@ -17,13 +17,7 @@ import (
 func TestView(t *testing.T) {
 	const length = 2*seg + seg/2 // two immutable segments and an open tail
 	src := pattern(9, 0, length)
-	for _, mode := range []struct {
-		name   string
-		mutate func(*cache.Config)
-	}{
-		{"memory", func(*cache.Config) {}},
-		{"spill", spilling(t, 1)},
-	} {
+	for _, mode := range memoryAndSpill(t) {
 		t.Run(mode.name, func(t *testing.T) {
 			s := newStore(t, mode.mutate)
 			k := cache.Key{Space: "v", Instance: 1}
