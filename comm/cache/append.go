@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"hash/crc32"
 )
 
 // minTail is the smallest buffer allocated for an open tail segment. The
@@ -146,10 +145,6 @@ func (s *Store) appendTail(st *stream, p []byte) (int, sealEvent, error) {
 	}
 	buf = buf[:l+n]
 	copy(buf[l:], p[:n]) // beyond the published length: no reader looks here
-	if fresh {
-		st.tailCRC = 0
-	}
-	st.tailCRC = crc32.Update(st.tailCRC, castagnoli, p[:n])
 	var seg *segment
 	if fresh {
 		seg = &segment{st: st, index: len(st.segs)}
@@ -159,7 +154,7 @@ func (s *Store) appendTail(st *stream, p []byte) (int, sealEvent, error) {
 	}
 	var ev sealEvent
 	if len(buf) == size {
-		ev = s.freezeEvent(seg, tb, buf, st.tailCRC)
+		ev = s.freezeEvent(seg, tb, buf)
 		buf, tb = nil, nil
 	}
 	st.mu.Lock()
@@ -178,9 +173,9 @@ func (s *Store) appendTail(st *stream, p []byte) (int, sealEvent, error) {
 
 // freezeEvent freezes seg (see freeze) and returns its seal event, the
 // buffer pinned for OnSeal if there is one.
-func (s *Store) freezeEvent(seg *segment, tb *buffer, buf []byte, crc uint32) sealEvent {
+func (s *Store) freezeEvent(seg *segment, tb *buffer, buf []byte) sealEvent {
 	pin := s.cfg.OnSeal != nil
-	ev := sealEvent{seg: seg, data: freeze(seg, tb, buf, crc, pin)}
+	ev := sealEvent{seg: seg, data: freeze(seg, tb, buf, pin)}
 	if pin {
 		ev.buf = tb
 	}
@@ -229,7 +224,7 @@ func (s *Store) fire(k Key, ev sealEvent) {
 		return
 	}
 	defer s.unpin(ev.buf)
-	s.cfg.OnSeal(k, ev.seg.index, ev.data, ev.seg.crc)
+	s.cfg.OnSeal(k, ev.seg.index, ev.data, ev.seg.checksum(ev.data))
 }
 
 // Seal marks k's stream complete at length, which must be its current
@@ -271,7 +266,7 @@ func (s *Store) seal(st *stream, length int64) (sealEvent, error) {
 	}
 	var ev sealEvent
 	if st.tail != nil {
-		ev = s.freezeEvent(st.segs[len(st.segs)-1], st.tailBuf, st.tail, st.tailCRC)
+		ev = s.freezeEvent(st.segs[len(st.segs)-1], st.tailBuf, st.tail)
 	}
 	st.mu.Lock()
 	st.sealed = true

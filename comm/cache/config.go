@@ -111,6 +111,7 @@ func (c Config) Validate() (Config, error) {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Checksum returns the CRC-32C (Castagnoli) of p, the checksum the store
-// keeps for every sealed segment and passes to Config.OnSeal.
+// Checksum returns the CRC-32C (Castagnoli) of p: the checksum of a sealed
+// segment that the store writes into its spill file, checks when reading
+// it back, and passes to Config.OnSeal and from Segment.
 func Checksum(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }

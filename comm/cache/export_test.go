@@ -16,6 +16,17 @@ func SpillPath(s *Store, k Key, index int) string {
 	return s.spillPath(seg)
 }
 
+// ChecksumKnown reports whether the CRC of segment index of k's stream
+// has been computed.
+func ChecksumKnown(s *Store, k Key, index int) bool {
+	s.mu.RLock()
+	st := s.spaces[k.Space][k.Instance]
+	s.mu.RUnlock()
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.segs[index].crc.Load()&crcKnown != 0
+}
+
 // InMemory reports whether segment index of k's stream has its bytes in
 // memory (always true of an open tail).
 func InMemory(s *Store, k Key, index int) bool {

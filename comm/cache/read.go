@@ -172,7 +172,7 @@ func (s *Store) Segment(k Key, index int) (data []byte, crc uint32, release func
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("cache: segment %d of %v: %w", index, k, err)
 	}
-	return data, seg.crc, func() { s.unpin(b) }, nil
+	return data, seg.checksum(data), func() { s.unpin(b) }, nil
 }
 
 // View returns the bytes of k's stream from off to the end of off's

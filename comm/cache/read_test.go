@@ -335,3 +335,33 @@ func TestDelete(t *testing.T) {
 		t.Errorf("re-created key holds %q", got)
 	}
 }
+
+// TestChecksumWhenNeeded: a segment's CRC is computed when something
+// needs it (Segment, a spill), never for segments that stay in memory;
+// a spilled segment reads back checked against it.
+func TestChecksumWhenNeeded(t *testing.T) {
+	s := newStore(t)
+	k := cache.Key{Space: "c", Instance: 1}
+	src := pattern(8, 0, 3*seg)
+	appendAll(t, s, k, src)
+	for i := range 3 {
+		if cache.ChecksumKnown(s, k, i) {
+			t.Fatalf("segment %d: checksum computed on append", i)
+		}
+	}
+	if _, crc, release, err := s.Segment(k, 1); err != nil || crc != cache.Checksum(src[seg:2*seg]) {
+		t.Fatalf("Segment 1: crc %08x, %v", crc, err)
+	} else {
+		release()
+	}
+	if cache.ChecksumKnown(s, k, 0) || !cache.ChecksumKnown(s, k, 1) {
+		t.Fatal("Segment 1 computed other checksums, or not its own")
+	}
+
+	sp := newStore(t, spilling(t, 1))
+	appendAll(t, sp, k, src)
+	if cache.InMemory(sp, k, 0) || !cache.ChecksumKnown(sp, k, 0) {
+		t.Fatal("segment 0 spilled without its checksum")
+	}
+	mustEqual(t, "spilled stream read back", readAll(t, sp, k, seg), src)
+}

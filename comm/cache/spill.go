@@ -102,7 +102,7 @@ func spillHeader(seg *segment, dst []byte) []byte {
 	h = binary.LittleEndian.AppendUint64(h, seg.st.gen)
 	h = binary.LittleEndian.AppendUint64(h, uint64(seg.index))
 	h = binary.LittleEndian.AppendUint32(h, uint32(seg.size))
-	h = binary.LittleEndian.AppendUint32(h, seg.crc)
+	h = binary.LittleEndian.AppendUint32(h, seg.storedCRC())
 	h = binary.LittleEndian.AppendUint32(h, uint32(len(k.Space)))
 	h = append(h, k.Space...)
 	clear(h[len(h):n])
@@ -125,6 +125,7 @@ func spillHeader(seg *segment, dst []byte) []byte {
 // The file is a free one renamed to path when there is one (see
 // retireFile), overwritten in place and cut to its new length.
 func (s *Store) writeSpill(path string, seg *segment, buf []byte) (direct bool, err error) {
+	seg.checksum(buf) // the header carries it
 	n := alignUp(seg.size)
 	if n <= len(buf) {
 		clear(buf[seg.size:n]) // the padding: no stale bytes on disk
@@ -271,9 +272,9 @@ func readSpill(path string, seg *segment, dst []byte) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("%w: segment %d of %v: %w", ErrCorrupt, seg.index, seg.st.key, err)
 	}
-	if got := Checksum(b[:seg.size]); got != seg.crc {
+	if got, want := Checksum(b[:seg.size]), seg.storedCRC(); got != want {
 		return dst, fmt.Errorf("%w: segment %d of %v: crc32c %08x, want %08x",
-			ErrCorrupt, seg.index, seg.st.key, got, seg.crc)
+			ErrCorrupt, seg.index, seg.st.key, got, want)
 	}
 	return b, nil
 }

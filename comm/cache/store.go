@@ -68,8 +68,7 @@ type stream struct {
 
 	// wmu serialises the writers of the stream: Append steps, Seal and
 	// destroy. The fields under it are touched by wmu holders only.
-	wmu     sync.Mutex
-	tailCRC uint32 // CRC-32C of the open tail so far
+	wmu sync.Mutex
 	// The last Trim's start and the first segment past what it dropped:
 	// a consumer trims a range that grows at its end, and the next Trim
 	// from the same start looks at the new segments only.
