@@ -10,7 +10,8 @@
 // The last segment of an unsealed stream is its open tail; every other
 // segment is immutable, and so is the last one once the stream is sealed.
 // A segment is the unit of sealing, of checksumming (CRC-32C, see
-// [Checksum]) and of spilling, and it is meant to be the unit of erasure
+// [Checksum], computed when the segment first needs it: spilled, or asked
+// for) and of spilling, and it is meant to be the unit of erasure
 // coding: Config.OnSeal is called once per segment as it becomes immutable,
 // with its bytes and CRC, which is where a coder hooks in to split the
 // segment into k+m shards; [Store.Segment] reads a whole immutable segment
