@@ -5,26 +5,23 @@ import (
 	"syscall"
 )
 
-// SpillPath returns the spill file name of segment index of k's stream.
-func SpillPath(s *Store, k Key, index int) string {
-	s.mu.RLock()
-	st := s.spaces[k.Space][k.Instance]
-	s.mu.RUnlock()
-	st.mu.RLock()
-	seg := st.segs[index]
-	st.mu.RUnlock()
-	return s.spillPath(seg)
-}
-
-// ChecksumKnown reports whether the CRC of segment index of k's stream
-// has been computed.
-func ChecksumKnown(s *Store, k Key, index int) bool {
+// segmentOf returns segment index of k's stream.
+func segmentOf(s *Store, k Key, index int) *segment {
 	s.mu.RLock()
 	st := s.spaces[k.Space][k.Instance]
 	s.mu.RUnlock()
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	return st.segs[index].crc.Load()&crcKnown != 0
+	return st.segs[index]
+}
+
+// SpillPath returns the spill file name of segment index of k's stream.
+func SpillPath(s *Store, k Key, index int) string { return s.spillPath(segmentOf(s, k, index)) }
+
+// ChecksumKnown reports whether the CRC of segment index of k's stream
+// has been computed.
+func ChecksumKnown(s *Store, k Key, index int) bool {
+	return segmentOf(s, k, index).crc.Load()&crcKnown != 0
 }
 
 // InMemory reports whether segment index of k's stream has its bytes in
