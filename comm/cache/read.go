@@ -199,21 +199,20 @@ func (s *Store) View(k Key, off int64, max int) (data []byte, release func(), er
 			s.unpin(v.tb)
 		}
 	}
-	switch {
-	case v.deleted:
-		err = ErrNotFound
-	case off < 0 || off > v.length:
-		err = fmt.Errorf("%w: length %d", ErrOffset, v.length)
-	case off == v.length && v.sealed:
+	if v.deleted || off < 0 || off > v.length {
 		unpinTail()
-		return nil, nil, io.EOF
-	case off == v.length || max <= 0:
-		unpinTail()
-		return nil, nil, nil
-	}
-	if err != nil {
-		unpinTail()
+		err := error(ErrNotFound)
+		if !v.deleted {
+			err = fmt.Errorf("%w: length %d", ErrOffset, v.length)
+		}
 		return nil, nil, fmt.Errorf("cache: view %v at %d: %w", k, off, err)
+	}
+	if off == v.length || max <= 0 {
+		unpinTail()
+		if off == v.length && v.sealed {
+			return nil, nil, io.EOF
+		}
+		return nil, nil, nil
 	}
 	size := int64(s.cfg.SegmentSize)
 	i := off / size
