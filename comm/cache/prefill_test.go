@@ -49,8 +49,8 @@ func TestPrefill(t *testing.T) {
 }
 
 // TestPrefillBounds: prefilled buffers stay within RecycleBytes, and
-// within MemoryBytes together with the buffers in use; with Prefill zero
-// there are none.
+// within MemoryBytes together with the buffers in use; with Prefill zero,
+// or no free list, there are none.
 func TestPrefillBounds(t *testing.T) {
 	s := newStore(t, func(c *cache.Config) { c.MemoryBytes = 8 * seg; c.RecycleBytes = 3 * seg; c.Prefill = 6 })
 	waitPrefilled(t, s, 3*seg) // RecycleBytes
@@ -63,11 +63,16 @@ func TestPrefillBounds(t *testing.T) {
 	mustDelete(t, s, k)
 	waitPrefilled(t, s, 3*seg)
 
-	off := newStore(t)
-	appendAll(t, off, k, pattern(1, 0, 3*seg))
-	mustDelete(t, off, k)
-	if st := off.Stats(); st.Prefilled != 0 || st.Recycled != 0 {
-		t.Fatalf("without Prefill: Prefilled %d Recycled %d", st.Prefilled, st.Recycled)
+	for name, mutate := range map[string]func(*cache.Config){
+		"without Prefill":     func(*cache.Config) {},
+		"without a free list": func(c *cache.Config) { c.Prefill, c.RecycleBytes = 4, -1 },
+	} {
+		off := newStore(t, mutate)
+		appendAll(t, off, k, pattern(1, 0, 3*seg))
+		mustDelete(t, off, k)
+		if st := off.Stats(); st.Prefilled != 0 || st.Recycled != 0 {
+			t.Fatalf("%s: Prefilled %d Recycled %d", name, st.Prefilled, st.Recycled)
+		}
 	}
 }
 

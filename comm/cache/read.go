@@ -183,8 +183,9 @@ func (s *Store) Segment(k Key, index int) (data []byte, crc uint32, release func
 // exactly once. It is how the server sends a read stream: what a segment
 // or the open tail holds below the stream's length never changes.
 // Like ReadAt it never waits: at the end of the stream it returns no
-// bytes and a nil error while the stream is open, io.EOF once sealed
-// (release is then nil). A spilled segment is read back first.
+// bytes and a nil error while the stream is open, io.EOF once sealed.
+// Without bytes there is nothing to release: release is nil. A spilled
+// segment is read back first.
 // Errors: io.EOF, ErrOffset (off < 0 or off > length), ErrNotFound,
 // ErrTrimmed, ErrCorrupt, ErrClosed.
 func (s *Store) View(k Key, off int64, max int) (data []byte, release func(), err error) {

@@ -136,9 +136,9 @@ func (s *Store) closeFree() {
 }
 
 // wantPrefill wakes the prefilling goroutine when the free list holds
-// fewer than cfg.Prefill buffers (see Config.Prefill).
+// fewer than s.prefillWant bytes (see Config.Prefill).
 func (s *Store) wantPrefill() {
-	if s.prefillSig == nil || s.freeBytes.Load() >= int64(s.cfg.Prefill)*int64(s.cfg.SegmentSize) {
+	if s.prefillSig == nil || s.freeBytes.Load() >= s.prefillWant {
 		return
 	}
 	select {
@@ -148,19 +148,19 @@ func (s *Store) wantPrefill() {
 }
 
 // prefillLoop faults in fresh segment buffers and puts them on the free
-// list while it holds fewer than cfg.Prefill and the bounds of recycle
-// leave room, each time wantPrefill wakes it, until Close.
+// list while it holds fewer than s.prefillWant bytes and the memory bound
+// leaves room (checked first, so that no buffer is faulted in only to be
+// refused), each time wantPrefill wakes it, until Close.
 func (s *Store) prefillLoop() {
 	defer s.prefillDone.Done()
 	size := s.cfg.SegmentSize
-	want := int64(s.cfg.Prefill) * int64(size)
 	for {
 		select {
 		case <-s.done:
 			return
 		case <-s.prefillSig:
 		}
-		for s.freeBytes.Load() < want && s.memBytes.Load()+s.freeBytes.Load()+int64(size) <= s.cfg.MemoryBytes {
+		for s.freeBytes.Load() < s.prefillWant && s.memBytes.Load()+s.freeBytes.Load()+int64(size) <= s.cfg.MemoryBytes {
 			select {
 			case <-s.done:
 				return

@@ -56,7 +56,8 @@ type Store struct {
 	freeBytes  atomic.Int64
 	recycled   atomic.Int64
 
-	prefillSig  chan struct{}  // wakes the prefilling goroutine (see Config.Prefill)
+	prefillSig  chan struct{}  // wakes the prefilling goroutine (see Config.Prefill); nil without one
+	prefillWant int64          // free bytes it keeps ready: Prefill buffers, as many as RecycleBytes lets the free list hold
 	prefilled   atomic.Int64   // fresh buffers it put on the free list
 	prefillDone sync.WaitGroup // Close waits for it
 }
@@ -134,7 +135,8 @@ func Open(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("cache: open: %w", err)
 		}
 	}
-	if cfg.Prefill > 0 {
+	size := int64(cfg.SegmentSize)
+	if s.prefillWant = min(int64(cfg.Prefill), cfg.RecycleBytes/size) * size; s.prefillWant > 0 {
 		s.prefillSig = make(chan struct{}, 1)
 		s.prefillDone.Add(1)
 		go s.prefillLoop()

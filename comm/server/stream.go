@@ -74,9 +74,6 @@ func (ss *session) stream(ctx context.Context, req uint32, m proto.Read) error {
 			off += int64(len(body))
 			continue
 		}
-		if release != nil {
-			release()
-		}
 		switch {
 		case errors.Is(err, io.EOF):
 			ss.endStream(ctx, req, proto.TEOF, &proto.EOF{Length: off, Sealed: true})
