@@ -86,7 +86,7 @@ func (t *Tx) Wait(n int, deadline time.Time) bool {
 	moved := time.Now()
 	defer t.bell.Store(0)
 	for {
-		if _, ok := t.place(t.next, head, n); ok {
+		if _, _, ok := t.where(head, n); ok {
 			t.stuck = false
 			return true
 		}

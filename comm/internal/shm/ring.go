@@ -143,6 +143,9 @@ type Tx struct {
 	area *area
 	data []byte
 	next uint64 // the position after the last byte put
+	// floor is where the bytes the consumer may still hold began at the
+	// last Put: it had released everything before it.
+	floor uint64
 	// stuck is set when a Wait gave up, the release position being
 	// stuckAt: Wait does not wait again until it moves.
 	stuck   bool
@@ -206,19 +209,49 @@ func (t *Tx) Offer(c *net.UnixConn, frame []byte) error {
 	return err
 }
 
+// start returns, for the consumer's release position head, where the
+// next payload goes and where the bytes the consumer still holds begin;
+// false when head makes no sense (ahead of what was put). Once the
+// consumer has released everything, the ring starts over at its first
+// byte: a ping-pong of messages then reuses the same few pages, still in
+// the processor's caches, where going round the whole ring would find
+// each one cold.
+func (t *Tx) start(head uint64) (next, live uint64, ok bool) {
+	if head > t.next {
+		return 0, 0, false
+	}
+	if head == t.next {
+		size := uint64(len(t.data))
+		next = (t.next + size - 1) / size * size
+		return next, next, true
+	}
+	return t.next, max(head, t.floor), true
+}
+
 // place returns where n bytes go when the next free position is next and
-// the consumer has released up to head, or false when they do not fit or
-// head makes no sense (ahead of what was put). A payload never wraps: one
-// that would skips the ring's end.
-func (t *Tx) place(next, head uint64, n int) (uint64, bool) {
+// the bytes the consumer holds begin at live, or false when they do not
+// fit. A payload never wraps: one that would skips the ring's end.
+func (t *Tx) place(next, live uint64, n int) (uint64, bool) {
 	size, m := uint64(len(t.data)), uint64(n)
-	if m == 0 || m > size || head > t.next {
+	if m == 0 || m > size {
 		return 0, false
 	}
 	if idx := next % size; idx+m > size {
 		next += size - idx
 	}
-	return next, next+m-head <= size
+	return next, next+m-live <= size
+}
+
+// where returns where a payload of n bytes goes when the consumer has
+// released up to head, and where the bytes it holds then begin; false
+// when the payload does not fit.
+func (t *Tx) where(head uint64, n int) (pos, live uint64, ok bool) {
+	next, live, ok := t.start(head)
+	if !ok {
+		return 0, 0, false
+	}
+	pos, ok = t.place(next, live, n)
+	return pos, live, ok
 }
 
 // Fits reports whether a payload of n bytes, cut into pieces of at most
@@ -229,10 +262,13 @@ func (t *Tx) Fits(n, chunk int) bool {
 	if n <= 0 {
 		return false
 	}
-	head, next := t.head.Load(), t.next
+	next, live, ok := t.start(t.head.Load())
+	if !ok {
+		return false
+	}
 	for ; n > 0; n -= min(n, chunk) {
 		m := min(n, chunk)
-		pos, ok := t.place(next, head, m)
+		pos, ok := t.place(next, live, m)
 		if !ok || m < MinPayload {
 			return false
 		}
@@ -246,10 +282,11 @@ func (t *Tx) Fits(n, chunk int) bool {
 // has released. The caller then sends a frame referencing (pos, len(p)),
 // before any other reference.
 func (t *Tx) Put(p []byte) (pos uint64, ok bool) {
-	pos, ok = t.place(t.next, t.head.Load(), len(p))
+	pos, live, ok := t.where(t.head.Load(), len(p))
 	if !ok {
 		return 0, false
 	}
+	t.floor = live
 	idx := pos % uint64(len(t.data))
 	copy(t.data[idx:idx+uint64(len(p))], p)
 	t.next = pos + uint64(len(p))

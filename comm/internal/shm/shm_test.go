@@ -53,24 +53,68 @@ func offeredOn(t *testing.T, size int) (*Tx, *Rx, *Reader, *net.UnixConn) {
 func TestRingCarriesBytesInOrderAndWraps(t *testing.T) {
 	tx, rx, _ := offered(t, 64<<10)
 	var next byte
-	for round := range 40 { // 40 payloads of 5-25 KiB go round a 64 KiB ring many times
-		p := make([]byte, 5<<10+round*512)
+	var prev []byte // the consumer lags one payload behind, so the ring never empties and goes round
+	var prevPos uint64
+	for round := range 40 { // 40 payloads of 5-20 KiB go round a 64 KiB ring many times
+		p := make([]byte, 5<<10+round%30*512)
 		for i := range p {
 			p[i] = next
 			next++
 		}
 		pos, ok := tx.Put(p)
 		if !ok {
-			t.Fatalf("round %d: ring full with everything released", round)
+			t.Fatalf("round %d: ring full with everything but one payload released", round)
 		}
-		v, err := rx.View(pos, len(p))
-		if err != nil {
-			t.Fatal(err)
+		if prev != nil {
+			v, err := rx.View(prevPos, len(prev))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(v, prev) {
+				t.Fatalf("round %d: bytes differ", round)
+			}
+			rx.Release()
 		}
-		if !bytes.Equal(v, p) {
-			t.Fatalf("round %d: bytes differ", round)
-		}
-		rx.Release()
+		prev, prevPos = p, pos
+	}
+	if tx.next < 4*64<<10 {
+		t.Fatalf("the payloads went %d bytes into a 64 KiB ring, want several rounds", tx.next)
+	}
+}
+
+func TestRingStartsOverOnceEmpty(t *testing.T) {
+	tx, rx, _ := offered(t, 64<<10)
+	p := make([]byte, 20<<10)
+	a, _ := tx.Put(p)
+	b, _ := tx.Put(p)
+	if a != 0 || b != 20<<10 {
+		t.Fatalf("puts at %d and %d, want 0 and 20480", a, b)
+	}
+	rx.View(a, len(p))
+	rx.Release()
+	if c, _ := tx.Put(p); c != 40<<10 {
+		t.Fatalf("with bytes still held, the next put went to %d, want 40960", c)
+	}
+	rx.View(b, len(p))
+	rx.View(40<<10, len(p))
+	rx.Release()
+	// Everything released: the next payload goes to the ring's first byte
+	// (the next round's start), and the ring is all room again.
+	d, ok := tx.Put(p)
+	if !ok || d != 64<<10 {
+		t.Fatalf("once empty, the next put went to %d (%v), want 65536", d, ok)
+	}
+	if !tx.Fits(44<<10, 44<<10) {
+		t.Fatal("the rest of the ring does not fit after starting over")
+	}
+	if _, ok := tx.Put(make([]byte, 44<<10)); !ok {
+		t.Fatal("the rest of the ring did not take 44 KiB")
+	}
+	if _, ok := tx.Put(make([]byte, 1)); ok {
+		t.Fatal("a full ring took another byte")
+	}
+	if v, err := rx.View(d, len(p)); err != nil || len(v) != len(p) {
+		t.Fatalf("the consumer cannot view the payload put after starting over: %v", err)
 	}
 }
 
