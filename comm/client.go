@@ -106,6 +106,7 @@ type Client struct {
 	direct *directServer // nil when the direct path is off
 
 	blocks sync.Pool // ChunkSize-byte buffers of writers' cache queues
+	small  sync.Pool // minBlock-byte buffers of writers' cache queues
 
 	mu     sync.Mutex
 	closed bool
@@ -225,16 +226,22 @@ const maxIdle = 8
 // connect returns an idle connection to addr (see putIdle), or a new one.
 // Reusing a connection spares the dial, the server's new session and the
 // hello, which were most of what creating or attaching a channel cost.
-func (c *Client) connect(ctx context.Context, addr string) (*conn, error) {
-	if cn := c.takeIdle(addr); cn != nil {
+// A writer (ring) prefers one that has a shared ring already.
+func (c *Client) connect(ctx context.Context, addr string, ring bool) (*conn, error) {
+	if cn := c.takeIdle(addr, ring); cn != nil {
 		return cn, nil
 	}
 	return c.dial(ctx, addr)
 }
 
 // takeIdle returns an idle connection to addr that is still usable (see
-// conn.reusable), or nil.
-func (c *Client) takeIdle(addr string) *conn {
+// conn.reusable), or nil: the latest one kept, except that a caller who
+// will write large payloads (ring) gets the latest with a shared ring and
+// the others the latest without, when there is one. Rings count against
+// the process's budget (shm.Budget) while their connections live, idle
+// or not: handed out by chance, every pooled connection came to hold
+// one, and the budget ran out with a handful of channels in use.
+func (c *Client) takeIdle(addr string, ring bool) *conn {
 	for {
 		c.mu.Lock()
 		conns := c.idle[addr]
@@ -242,7 +249,15 @@ func (c *Client) takeIdle(addr string) *conn {
 			c.mu.Unlock()
 			return nil
 		}
-		cn := conns[len(conns)-1]
+		i := len(conns) - 1
+		for j := i; j >= 0; j-- {
+			if conns[j].hasRing() == ring {
+				i = j
+				break
+			}
+		}
+		cn := conns[i]
+		copy(conns[i:], conns[i+1:])
 		conns[len(conns)-1] = nil
 		c.idle[addr] = conns[:len(conns)-1]
 		c.mu.Unlock()

@@ -315,6 +315,13 @@ func (c *conn) reusable() bool {
 	return quiet
 }
 
+// hasRing reports whether the connection has a shared ring to its peer.
+func (c *conn) hasRing() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.tx != nil
+}
+
 // close closes the connection, then unmaps its ring: the close first, so
 // that a write stuck on the connection, holding wmu, returns.
 // The peer's ring is unmapped too: a connection that carries shared data

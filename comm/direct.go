@@ -489,7 +489,7 @@ func (s *sink) run() {
 		s.mu.Unlock()
 		pieces = pieces[:0]
 		for _, it := range items {
-			pieces = append(pieces, piece{it.off, it.data})
+			pieces = append(pieces, piece{off: it.off, data: it.data})
 		}
 		err := s.c.writeData(proto.TData, s.req, s.space, s.inst, pieces, nil, time.Now().Add(30*time.Second))
 		s.c.c.SetWriteDeadline(time.Time{}) // inline writes have none

@@ -72,7 +72,7 @@ func TestDirectReaderLeavesCacheConnection(t *testing.T) {
 	}
 	cc := r.cc
 	r.Close()
-	if got := rcl.takeIdle(sr.addr); got != cc {
+	if got := rcl.takeIdle(sr.addr, false); got != cc {
 		t.Fatal("the cache connection of a reader on the direct path was not pooled")
 	}
 
@@ -87,7 +87,7 @@ func TestDirectReaderLeavesCacheConnection(t *testing.T) {
 	}
 	cc2 := r2.cc
 	r2.Close()
-	if got := rcl.takeIdle(sr.addr); got == cc2 {
+	if got := rcl.takeIdle(sr.addr, false); got == cc2 {
 		t.Fatal("the connection of a reader stopped mid-stream was pooled")
 	}
 }
@@ -102,7 +102,7 @@ func TestDetachedWriterConnectionNotReused(t *testing.T) {
 	}
 	w.Write([]byte("abc"))
 	w.Detach()
-	if c := cl.takeIdle(sw.addr); c != nil {
+	if c := cl.takeIdle(sw.addr, false); c != nil {
 		t.Fatal("a detached writer's connection went to the pool")
 	}
 }
@@ -149,7 +149,7 @@ func TestClosedDirectReaderPoolsItsConnection(t *testing.T) {
 		}
 		dc, addr := r.dc, r.directAddr
 		r.Close()
-		got := rcl.takeIdle(addr)
+		got := rcl.takeIdle(addr, false)
 		if writerCloses && got != dc {
 			t.Fatal("a drained direct connection was not pooled")
 		}
@@ -160,5 +160,75 @@ func TestClosedDirectReaderPoolsItsConnection(t *testing.T) {
 			got.close()
 		}
 		w.Close(ctx)
+	}
+}
+
+// TestPoolKeepsRingsForWriters: a writer takes the idle connection that
+// has a shared ring and a reader one that has none, whichever was pooled
+// last, so that rings (which count against the process's budget while
+// their connections live) stay with as few connections as writers need.
+func TestPoolKeepsRingsForWriters(t *testing.T) {
+	needHost(t)
+	ctx := testCtx(t)
+	sw, _, _, _ := pipeline(t, nil)
+	w0, err := sw.Create(ctx, "zero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, err := sw.Create(ctx, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w0c, w1c := w0.c, w1.c
+	if err := w0.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w1.Write(bytesOf(1, 3<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w1.Flush(ctx); err != nil { // the connection's next write offers a ring
+		t.Fatal(err)
+	}
+	if err := w1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !w1c.hasRing() || w0c.hasRing() {
+		t.Fatalf("rings: %v after 3 MiB, %v after nothing; want true, false", w1c.hasRing(), w0c.hasRing())
+	}
+	// Pooled: w0's connection, then w1's.
+	r1, err := sw.Attach(ctx, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.cc != w0c {
+		t.Fatal("a reader did not get the idle connection without a ring")
+	}
+	if _, err := io.Copy(io.Discard, r1); err != nil {
+		t.Fatal(err)
+	}
+	r1.Close()
+	// Pooled: w1's connection, then the reader's.
+	r1c := w0c
+	w2, err := sw.Create(ctx, "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w2.c != w1c {
+		t.Fatal("a writer did not get the idle connection with a ring")
+	}
+	if _, err := w2.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Pooled: the reader's connection, then the writer's.
+	r3, err := sw.Attach(ctx, "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r3.Close()
+	if r3.cc != r1c {
+		t.Fatal("a reader did not get the idle connection without a ring")
 	}
 }

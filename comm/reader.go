@@ -67,7 +67,7 @@ type Reader struct {
 }
 
 func newReader(ctx context.Context, s *Space, name string, anyInst bool, o attachOpts) (*Reader, error) {
-	c, err := s.c.connect(ctx, s.addr)
+	c, err := s.c.connect(ctx, s.addr, false)
 	if err != nil {
 		return nil, fmt.Errorf("comm: attach %q: %w", name, err)
 	}
@@ -425,7 +425,7 @@ func (r *Reader) endOfStream(m proto.EOF) error {
 // without a direct path, a cache stream that follows the writer.
 func (r *Reader) open(ctx context.Context) error {
 	if r.cc == nil {
-		c, err := r.s.c.connect(ctx, r.s.addr)
+		c, err := r.s.c.connect(ctx, r.s.addr, false)
 		if err != nil {
 			return fmt.Errorf("comm: reconnect: %w", err)
 		}
@@ -475,7 +475,7 @@ func (r *Reader) open(ctx context.Context) error {
 func (r *Reader) subscribe(ctx context.Context) bool {
 	pooled := false
 	if r.dc == nil {
-		r.dc, pooled = r.s.c.takeIdle(r.directAddr), true
+		r.dc, pooled = r.s.c.takeIdle(r.directAddr, false), true
 	}
 	for {
 		if r.dc == nil {

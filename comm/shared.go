@@ -20,9 +20,14 @@ import (
 // comes.
 
 // piece is a run of a writer's bytes at an offset, sent as one data frame.
+// A piece already put in the connection's ring (see putNow) has no data:
+// its n bytes are at pos there.
 type piece struct {
 	off  int64
 	data []byte
+	put  bool
+	pos  uint64
+	n    int
 }
 
 // appendPieces appends p, the bytes at offset off, cut into pieces of at
@@ -30,7 +35,7 @@ type piece struct {
 func appendPieces(ps []piece, off int64, p []byte, chunk int) []piece {
 	for len(p) > 0 {
 		n := min(len(p), chunk)
-		ps = append(ps, piece{off, p[:n]})
+		ps = append(ps, piece{off: off, data: p[:n]})
 		p, off = p[n:], off+int64(n)
 	}
 	return ps
@@ -58,6 +63,11 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 	bufs, hdr := c.wbufs[:0], c.whdr[:0]
 	for _, p := range pieces {
 		start, n := len(hdr), len(p.data)
+		if p.put {
+			hdr = proto.AppendSharedData(hdr, t, req, space, inst, p.off, p.pos, p.n)
+			bufs = append(bufs, hdr[start:len(hdr):len(hdr)])
+			continue
+		}
 		switch {
 		case n < shm.MinPayload:
 		case c.tx == nil:
@@ -109,6 +119,49 @@ func (c *conn) ringRoom(bufs net.Buffers, hdr []byte, n int, deadline time.Time)
 	}
 	c.tx.Wait(n, deadline)
 	return bufs[:0], hdr[:0], nil
+}
+
+// putNow copies p, the bytes at offset off, into the connection's ring
+// at once, in pieces of at most chunk bytes, and appends those pieces
+// (put, without data) to ps for frames written later; it puts all of p or
+// nothing (false: no ring, a piece below shm.MinPayload, or no room for
+// all of it). The ring's consumer views references in the order they
+// were put, so the caller writes these pieces' frames before any frame
+// for bytes put after them, and must not call it while a writeData for
+// earlier bytes may still put some.
+func (c *conn) putNow(ps []piece, off int64, p []byte, chunk int) ([]piece, bool) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.tx == nil || !c.tx.Fits(len(p), chunk) {
+		return ps, false
+	}
+	for len(p) > 0 {
+		n := min(len(p), chunk)
+		pos, ok := c.tx.Put(p[:n])
+		if !ok { // Fits said it would
+			panic("comm: ring refused a put it said fits")
+		}
+		ps = append(ps, piece{off: off, put: true, pos: pos, n: n})
+		c.ringBytes += int64(n)
+		p, off = p[n:], off+int64(n)
+	}
+	return ps, true
+}
+
+// appendHeld appends to out the bytes [lo, hi) of a piece put in the
+// connection's ring (putNow) while its consumer has not released them;
+// false once it has (the room may be in use again).
+func (c *conn) appendHeld(out []byte, p piece, lo, hi int) ([]byte, bool) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.tx == nil {
+		return out, false
+	}
+	b, ok := c.tx.Held(p.pos, p.n)
+	if !ok {
+		return out, false
+	}
+	return append(out, b[lo:hi]...), true
 }
 
 // ringTakes reports whether a payload of n bytes, cut into pieces of at

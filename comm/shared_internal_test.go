@@ -349,3 +349,130 @@ type readerCtx struct {
 }
 
 func (rc readerCtx) Read(p []byte) (int, error) { return rc.r.ReadContext(rc.ctx, p) }
+
+// TestCacheSenderQueuesRingReferences: on one host, a write large enough
+// for the ring is copied into it at once and queued as a reference (no
+// copy into a block that writing would copy into the ring again), also
+// while the sender batches for a direct reader; the history serves those
+// bytes from the ring until the server has read them; queued bytes that
+// would go through the ring when written keep later writes out of it
+// (the server takes references in the order they were put); and the
+// cache gets every byte in order.
+func TestCacheSenderQueuesRingReferences(t *testing.T) {
+	wc, rc := unixConns(t)
+	wc.ringSize, wc.waitRoom = 4<<20, true
+	c := &Client{cfg: Config{ChunkSize: 256 << 10, CacheQueue: 4 << 20}}
+	var failed error
+	cs := newCacheSender(wc, &Space{c: c, name: "sp"}, 9, 0, func(err error) { failed = err })
+	t.Cleanup(cs.stop)
+	cs.mu.Lock()
+	cs.delay = time.Hour // only a flush or a large batch sends
+	cs.mu.Unlock()
+	cs.setLazy(true)
+
+	var want []byte
+	write := func(p []byte) {
+		t.Helper()
+		if err := cs.write(int64(len(want)), p); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p...)
+	}
+	// The server's part: read every frame, as it comes.
+	var mu sync.Mutex
+	var got []byte
+	shared := 0
+	go func() {
+		for {
+			f, err := rc.next()
+			if err != nil {
+				return
+			}
+			_, _, off, data, err := proto.DecodeData(f.Payload)
+			if err == nil && f.Flags&proto.FlagShared != 0 {
+				data, err = rc.shared(data)
+			}
+			mu.Lock()
+			if err != nil || f.Type != proto.TWrite || off != int64(len(got)) {
+				t.Errorf("frame type %d at %d (%v), want a write at %d", f.Type, off, err, len(got))
+				mu.Unlock()
+				return
+			}
+			got = append(got, data...)
+			if f.Flags&proto.FlagShared != 0 {
+				shared++
+				rc.rx.Release()
+			}
+			mu.Unlock()
+		}
+	}()
+	flushAndRead := func() {
+		t.Helper()
+		if err := cs.flushWith(testCtx(t), nil); err != nil {
+			t.Fatal(err)
+		}
+		commtest.Eventually(t, 5*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(got) >= len(want)
+		}, "the cache did not get every byte")
+		mu.Lock()
+		defer mu.Unlock()
+		if !bytes.Equal(got, want) {
+			t.Fatal("the cache got other bytes")
+		}
+	}
+	// The history's first bytes go to blocks, and the connection carries
+	// shm.After bytes before it has a ring.
+	for len(want) < writerHistory+shm.After {
+		write(bytesOf(byte(len(want)), 64<<10))
+	}
+	flushAndRead()
+	write(bytesOf(1, 100<<10)) // the ring is offered by this one's write at the latest
+	flushAndRead()
+	if wc.tx == nil {
+		t.Fatal("no ring after shm.After bytes")
+	}
+	base := cs.shared
+
+	// Messages: a small header, copied into a block, and 100 KiB put in
+	// the ring at once.
+	mark := int64(len(want))
+	for i := range 5 {
+		write(bytesOf(byte(i), 16))
+		write(bytesOf(byte(10+i), 100<<10))
+	}
+	if cs.shared-base != 5*100<<10 {
+		t.Fatalf("%d bytes queued as ring references, want %d", cs.shared-base, 5*100<<10)
+	}
+	end := int64(len(want))
+	if b, ok := cs.since(mark+5, end); !ok || !bytes.Equal(b, want[mark+5:]) {
+		t.Fatal("the history does not serve bytes waiting in the ring")
+	}
+	flushAndRead()
+	mu.Lock()
+	n := shared
+	mu.Unlock()
+	if n < 5 {
+		t.Fatalf("%d frames referred to the ring, want the 5 messages'", n)
+	}
+	if _, ok := cs.since(mark+5, end); ok {
+		t.Fatal("the history served ring bytes the server has released")
+	}
+
+	// 20 KiB queued in a block go through the ring when written: a write
+	// after them must not be put there first.
+	if err := cs.push(int64(len(want)), bytesOf(3, 20<<10)); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, bytesOf(3, 20<<10)...)
+	before := cs.shared
+	write(bytesOf(4, 100<<10))
+	if cs.shared != before {
+		t.Fatal("a write was put in the ring ahead of queued bytes bound for it")
+	}
+	flushAndRead()
+	if failed != nil {
+		t.Fatal(failed)
+	}
+}

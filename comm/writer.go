@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pispace/pispace/comm/internal/proto"
+	"github.com/pispace/pispace/comm/internal/shm"
 	"github.com/pispace/pispace/comm/wire"
 )
 
@@ -43,7 +44,7 @@ type Writer struct {
 }
 
 func newWriter(ctx context.Context, s *Space, name string, o createOpts) (*Writer, error) {
-	c, err := s.c.connect(ctx, s.addr)
+	c, err := s.c.connect(ctx, s.addr, true)
 	if err != nil {
 		return nil, fmt.Errorf("comm: create %q: %w", name, err)
 	}
@@ -366,20 +367,28 @@ const cacheWriteDeadline = 30 * time.Second
 // server. Bytes wait in blocks: first the queued ones, not yet written to
 // the connection (push waits while more than limit bytes are queued), and
 // before them up to writerHistory bytes already written, kept for readers
-// subscribing slightly behind the writer ([cacheSender.since]).
+// subscribing slightly behind the writer ([cacheSender.since]). On one
+// host a large write's block may hold a reference to the bytes in the
+// connection's ring instead (see queueShared).
 type cacheSender struct {
 	c     *conn
 	space string
 	inst  uint64
-	chunk int // largest frame
-	limit int // queued bytes before push waits
-	pool  *sync.Pool
+	chunk int        // largest frame
+	limit int        // queued bytes before push waits
+	pool  *sync.Pool // chunk-sized buffers
+	small *sync.Pool // minBlock-sized buffers
 	fail  func(error)
+	puts  []piece // queueShared's, reused
+	// shared counts the bytes queued as references to the ring (for
+	// tests).
+	shared int64
 
 	mu      sync.Mutex
 	cond    *sync.Cond    // broadcast whenever sent, end, stopped, err, writing or due change
 	blocks  []*block      // in offset order; only the last one is still filled
 	sent    int64         // bytes below sent are written to the connection
+	taken   int64         // bytes below taken are written, or being written
 	end     int64         // offset after the last queued byte
 	lazy    bool          // direct readers hold the bytes: batch small writes (see lazyBytes)
 	delay   time.Duration // lazyDelay; tests lengthen it
@@ -410,17 +419,28 @@ const ownWriteMin = 64 << 10
 
 // block holds a run of a writer's bytes starting at off. Its buffer has a
 // fixed capacity and is only appended to, so the sending goroutine may
-// write out its first bytes while Write appends more.
+// write out its first bytes while Write appends more. A block whose
+// bytes were put in the connection's ring (queueShared) has no buffer:
+// ring is their piece, sent whole.
 type block struct {
 	off    int64
 	buf    []byte
 	pooled bool
+	ring   piece
+}
+
+// end is the offset after the block's bytes.
+func (b *block) end() int64 {
+	if b.ring.put {
+		return b.off + int64(b.ring.n)
+	}
+	return b.off + int64(len(b.buf))
 }
 
 func newCacheSender(c *conn, s *Space, inst uint64, off int64, fail func(error)) *cacheSender {
 	cfg := s.c.cfg
 	cs := &cacheSender{c: c, space: s.name, inst: inst, chunk: cfg.ChunkSize, limit: cfg.CacheQueue,
-		pool: &s.c.blocks, fail: fail, sent: off, end: off, delay: lazyDelay, done: make(chan struct{})}
+		pool: &s.c.blocks, small: &s.c.small, fail: fail, sent: off, end: off, delay: lazyDelay, done: make(chan struct{})}
 	cs.cond = sync.NewCond(&cs.mu)
 	go cs.run()
 	return cs
@@ -483,7 +503,11 @@ func (cs *cacheSender) signal(wasIdle bool) {
 func (cs *cacheSender) write(off int64, p []byte) error {
 	cs.mu.Lock()
 	if len(p) < ownWriteMin || cs.lazy && len(p) < lazyBytes || cs.end < writerHistory || cs.writing || cs.err != nil || cs.stopped {
+		queued := cs.queueShared(off, p)
 		cs.mu.Unlock()
+		if queued {
+			return nil
+		}
 		return cs.push(off, p)
 	}
 	if off != cs.end {
@@ -505,6 +529,64 @@ func (cs *cacheSender) write(off int64, p []byte) error {
 	return nil
 }
 
+// queueShared queues p, at off, as references to the connection's ring,
+// copying it there now (conn.putNow) rather than into blocks, out of
+// which writing it would copy it into the ring again. It does so, and
+// returns true, when the bytes are past the history's first
+// writerHistory (those stay in blocks for readers subscribing late:
+// the ring keeps bytes only until the server has read them), none of the
+// unsent bytes in blocks would go through the ring when written (the
+// server takes references in the order they were put, and writing them
+// would put them after p), the queue has room, and the ring takes p
+// whole. Such bytes that a write in progress has taken are waited for:
+// they are in the ring once it is done, and waiting breaks a cascade
+// where every write finds the previous one queued in a block. cs.mu must
+// be held.
+func (cs *cacheSender) queueShared(off int64, p []byte) bool {
+	for {
+		if len(p) < shm.MinPayload || cs.end < writerHistory || cs.err != nil || cs.stopped ||
+			int(cs.end-cs.sent)+len(p) > cs.limit || cs.queuedForRing(max(cs.sent, cs.taken)) {
+			return false
+		}
+		if !cs.writing || !cs.queuedForRing(cs.sent) {
+			break
+		}
+		cs.cond.Wait()
+	}
+	if off != cs.end {
+		panic(fmt.Sprintf("comm: cache queue at %d, write at %d", cs.end, off))
+	}
+	puts, ok := cs.c.putNow(cs.puts[:0], off, p, cs.chunk)
+	if !ok {
+		return false
+	}
+	idle := cs.end == cs.sent
+	for _, pc := range puts {
+		cs.blocks = append(cs.blocks, &block{off: pc.off, ring: pc})
+	}
+	cs.puts = puts[:0]
+	cs.end += int64(len(p))
+	cs.shared += int64(len(p))
+	cs.signal(idle)
+	return true
+}
+
+// queuedForRing reports whether queued bytes from offset from on would go
+// through the ring when written: a run of shm.MinPayload or more in a
+// block. cs.mu must be held.
+func (cs *cacheSender) queuedForRing(from int64) bool {
+	for i := len(cs.blocks) - 1; i >= 0; i-- {
+		b := cs.blocks[i]
+		if b.end() <= from {
+			break
+		}
+		if !b.ring.put && b.end()-max(from, b.off) >= shm.MinPayload {
+			return true
+		}
+	}
+	return false
+}
+
 // append copies p into the blocks. cs.mu must be held.
 func (cs *cacheSender) append(p []byte) {
 	for len(p) > 0 {
@@ -524,17 +606,18 @@ func (cs *cacheSender) append(p []byte) {
 }
 
 // newBlock returns an empty block at cs.end, for at least need bytes or a
-// full chunk.
+// full chunk: twice the last block's size, from minBlock up. Blocks of
+// those two sizes are pooled: after each block of ring references
+// (queueShared), a message's small header starts a block of its own.
 func (cs *cacheSender) newBlock(need int) *block {
-	size := cs.chunk
-	if n := len(cs.blocks); n == 0 {
-		size = min(cs.chunk, max(minBlock, need))
-	} else {
-		size = min(cs.chunk, max(2*cap(cs.blocks[n-1].buf), need))
+	size := min(cs.chunk, max(minBlock, need))
+	if n := len(cs.blocks); n > 0 {
+		size = min(cs.chunk, max(size, 2*cap(cs.blocks[n-1].buf)))
 	}
 	b := &block{off: cs.end}
-	if size == cs.chunk {
-		if pb, ok := cs.pool.Get().(*[]byte); ok && cap(*pb) == cs.chunk {
+	pool := cs.poolOf(size)
+	if pool != nil {
+		if pb, ok := pool.Get().(*[]byte); ok && cap(*pb) == size {
 			b.buf, b.pooled = (*pb)[:0], true
 			return b
 		}
@@ -542,6 +625,17 @@ func (cs *cacheSender) newBlock(need int) *block {
 	}
 	b.buf = make([]byte, 0, size)
 	return b
+}
+
+// poolOf returns the pool of buffers of size bytes, nil for none.
+func (cs *cacheSender) poolOf(size int) *sync.Pool {
+	switch size {
+	case cs.chunk:
+		return cs.pool
+	case minBlock:
+		return cs.small
+	}
+	return nil
 }
 
 // run writes the queued bytes to the connection, every batch in one
@@ -571,6 +665,7 @@ func (cs *cacheSender) run() {
 // outcome: the bytes sent, or the sticky error. cs.mu must be held; it is
 // released during the write.
 func (cs *cacheSender) sendLocked(pieces []piece, extra []byte, target int64) error {
+	cs.taken = target
 	if err := cs.writeBusy(pieces, extra); err != nil {
 		return err
 	}
@@ -672,11 +767,15 @@ func (cs *cacheSender) setLazy(lazy bool) {
 func (cs *cacheSender) pieces(ps []piece) []piece {
 	off := cs.sent
 	for _, b := range cs.blocks {
-		end := b.off + int64(len(b.buf))
+		end := b.end()
 		if end <= off {
 			continue
 		}
-		ps = appendPieces(ps, off, b.buf[off-b.off:], cs.chunk)
+		if b.ring.put { // written whole: cs.sent is always a block's end
+			ps = append(ps, b.ring)
+		} else {
+			ps = appendPieces(ps, off, b.buf[off-b.off:], cs.chunk)
+		}
 		off = end
 	}
 	return ps
@@ -689,7 +788,7 @@ func (cs *cacheSender) trim() {
 	n := 0
 	for n < len(cs.blocks)-1 {
 		b := cs.blocks[n]
-		if b.off+int64(len(b.buf)) > keep {
+		if b.end() > keep {
 			break
 		}
 		cs.recycle(b)
@@ -705,13 +804,14 @@ func (cs *cacheSender) trim() {
 func (cs *cacheSender) recycle(b *block) {
 	if b.pooled {
 		buf := b.buf[:0]
-		cs.pool.Put(&buf)
+		cs.poolOf(cap(buf)).Put(&buf)
 	}
 	b.buf = nil
 }
 
 // since returns a copy of the bytes [from, to) if the sender still holds
-// them all.
+// them all: in blocks, or in the ring while the server has not read
+// them.
 func (cs *cacheSender) since(from, to int64) ([]byte, bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -720,11 +820,19 @@ func (cs *cacheSender) since(from, to int64) ([]byte, bool) {
 	}
 	out := make([]byte, 0, to-from)
 	for _, b := range cs.blocks {
-		end := b.off + int64(len(b.buf))
+		end := b.end()
 		if end <= from || b.off >= to {
 			continue
 		}
-		out = append(out, b.buf[max(from, b.off)-b.off:min(to, end)-b.off]...)
+		lo, hi := max(from, b.off)-b.off, min(to, end)-b.off
+		if !b.ring.put {
+			out = append(out, b.buf[lo:hi]...)
+			continue
+		}
+		var ok bool
+		if out, ok = cs.c.appendHeld(out, b.ring, int(lo), int(hi)); !ok {
+			return nil, false
+		}
 	}
 	return out, true
 }

@@ -293,6 +293,19 @@ func (t *Tx) Put(p []byte) (pos uint64, ok bool) {
 	return pos, true
 }
 
+// Held returns the n bytes put at pos while the consumer has not
+// released them, whose room no Put reuses until it does; false once it
+// has, or when pos and n are not a payload's place. The caller reads them
+// before anything else calls Put or Close.
+func (t *Tx) Held(pos uint64, n int) ([]byte, bool) {
+	size := uint64(len(t.data))
+	idx := pos % max(size, 1)
+	if t.area == nil || n <= 0 || t.head.Load() > pos || pos+uint64(n) > t.next || idx+uint64(n) > size {
+		return nil, false
+	}
+	return t.data[idx : idx+uint64(n)], true
+}
+
 // Close ends the ring. Its area goes back to the pool when the consumer
 // has released every byte put (it holds no reference any more, and its
 // read-only mapping cannot write to the area), and is freed otherwise.

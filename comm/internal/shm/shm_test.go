@@ -390,3 +390,32 @@ func TestFitsAgreesWithPut(t *testing.T) {
 		t.Fatalf("64 KiB did not fit once 64 KiB were released (next put at %d)", pos+32<<10)
 	}
 }
+
+func TestHeldUntilReleased(t *testing.T) {
+	tx, rx, _ := offered(t, 64<<10)
+	a, b := bytesN(1, 20<<10), bytesN(2, 20<<10)
+	pa, _ := tx.Put(a)
+	pb, _ := tx.Put(b)
+	if v, ok := tx.Held(pb, len(b)); !ok || !bytes.Equal(v, b) {
+		t.Fatal("a payload the consumer has not seen is not held")
+	}
+	if _, ok := tx.Held(pb, len(b)+1); ok {
+		t.Fatal("held reaches past what was put")
+	}
+	rx.View(pa, len(a))
+	rx.Release()
+	if _, ok := tx.Held(pa, len(a)); ok {
+		t.Fatal("a released payload is still held")
+	}
+	if v, ok := tx.Held(pb, len(b)); !ok || !bytes.Equal(v, b) {
+		t.Fatal("the payload after a released one is not held")
+	}
+}
+
+func bytesN(seed byte, n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = seed + byte(i*7)
+	}
+	return p
+}
