@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -36,7 +38,34 @@ type pp struct {
 	space  *comm.Space // the space of the case being run
 	buf    []byte
 	seq    int
+	// alive ends, with the reason as its cause, when the peer process
+	// exits (on this side; never on the peer's): a channel whose writer
+	// died waits for more bytes, as channels do, so this side's channel
+	// reads watch it rather than hang.
+	alive context.Context
 }
+
+// read fills b from r, or fails once the peer is gone.
+func (p *pp) read(r *comm.Reader, b []byte) error {
+	_, err := io.ReadFull(ctxReader{p.alive, r}, b)
+	return p.peerGone(err)
+}
+
+// peerGone returns why the peer is gone, if it is, and err otherwise.
+func (p *pp) peerGone(err error) error {
+	if err != nil && context.Cause(p.alive) != nil {
+		return context.Cause(p.alive)
+	}
+	return err
+}
+
+// ctxReader reads r bounded by ctx.
+type ctxReader struct {
+	ctx context.Context
+	r   *comm.Reader
+}
+
+func (c ctxReader) Read(b []byte) (int, error) { return c.r.ReadContext(c.ctx, b) }
 
 func runPingpong(ctx context.Context, quick bool) error {
 	header("pingpong")
@@ -55,6 +84,7 @@ func runPingpong(ctx context.Context, quick bool) error {
 		return err
 	}
 	defer cleanup()
+	ctx = p.alive // no call waits for a peer that is gone
 
 	runs, msgs, budget := 7, 100, int64(256<<20)
 	if quick {
@@ -282,7 +312,7 @@ func (p *pp) chanPingpong(ctx context.Context, size, msgs, rounds int) (time.Dur
 			if _, err := w.Write(buf); err != nil {
 				return 0, err
 			}
-			if _, err := io.ReadFull(rd, buf); err != nil {
+			if err := p.read(rd, buf); err != nil {
 				return 0, err
 			}
 		}
@@ -316,7 +346,7 @@ func (p *pp) openSpaces(ctx context.Context, name string) error {
 // instances count as read), then closes the case's space on both sides.
 // It is not timed.
 func (p *pp) closeSpaces(ctx context.Context, readers []*comm.Reader) error {
-	if err := drain(readers); err != nil {
+	if err := p.peerGone(drain(p.alive, readers)); err != nil {
 		return err
 	}
 	if err := p.space.Close(ctx); err != nil {
@@ -328,9 +358,9 @@ func (p *pp) closeSpaces(ctx context.Context, readers []*comm.Reader) error {
 	return p.awaitOK()
 }
 
-func drain(readers []*comm.Reader) error {
+func drain(ctx context.Context, readers []*comm.Reader) error {
 	for _, rd := range readers {
-		if n, err := io.Copy(io.Discard, rd); err != nil || n != 0 {
+		if n, err := io.Copy(io.Discard, ctxReader{ctx, rd}); err != nil || n != 0 {
 			return fmt.Errorf("draining a read channel: %d bytes past the messages, %v", n, err)
 		}
 		rd.Close()
@@ -408,6 +438,13 @@ func startPeer(ctx context.Context, serverAddr string) (*pp, func(), error) {
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}
+	alive, gone := context.WithCancelCause(ctx)
+	exited := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		gone(fmt.Errorf("peer exited: %v", cmp.Or(err, errors.New("exit status 0"))))
+		close(exited)
+	}()
 	ctrl, err1 := cl.Accept()
 	data, err2 := cl.Accept()
 	udata, err3 := ul.Accept()
@@ -422,14 +459,9 @@ func startPeer(ctx context.Context, serverAddr string) (*pp, func(), error) {
 		return nil, nil, err
 	}
 	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, udata: udata, client: c,
-		buf: make([]byte, 1<<20)}
+		buf: make([]byte, 1<<20), alive: alive}
 	cleanup := func() {
 		p.command("quit")
-		exited := make(chan struct{})
-		go func() {
-			cmd.Wait()
-			close(exited)
-		}()
 		select {
 		case <-exited:
 		case <-time.After(5 * time.Second): // the peer is stuck in a failed case
@@ -474,7 +506,7 @@ func peerMain(args []string) int {
 	}
 	defer c.Close()
 	p := &pp{ctrl: bufio.NewReadWriter(bufio.NewReader(ctrl), bufio.NewWriter(ctrl)), data: data, udata: udata, client: c,
-		buf: make([]byte, 1<<20)}
+		buf: make([]byte, 1<<20), alive: ctx}
 	for {
 		line, err := p.ctrl.ReadString('\n')
 		if err != nil {
@@ -485,6 +517,7 @@ func peerMain(args []string) int {
 			return 0
 		}
 		if err := p.peerCase(ctx, f); err != nil {
+			fmt.Fprintln(os.Stderr, "peer:", err) // this side may be stuck waiting for a message
 			p.command("error %v", err)
 			return 1
 		}
@@ -584,5 +617,5 @@ func (p *pp) peerChan(ctx context.Context, size, msgs, rounds int, tag string) e
 	}
 	// After the last round the other side has stopped its clock: reading
 	// to the end (so the instances count as read) is not timed.
-	return drain(readers)
+	return drain(ctx, readers)
 }
