@@ -414,3 +414,55 @@ func TestCacheSenderBatchesAndKeepsHistory(t *testing.T) {
 		t.Fatal(failed)
 	}
 }
+
+// TestLazySenderSendsWhatCameDuringAWrite: bytes a batching sender queues
+// while it writes an earlier batch go out after the batching delay, not
+// only with the next large batch, Flush or Close (a reader that fell back
+// to the cache, its writer waiting for its answer, waited for them
+// forever).
+func TestLazySenderSendsWhatCameDuringAWrite(t *testing.T) {
+	wc, rc := unixConns(t)
+	c := &Client{cfg: Config{ChunkSize: 256 << 10, CacheQueue: 4 << 20}}
+	cs := newCacheSender(wc, &Space{c: c, name: "sp"}, 9, 0, func(error) {})
+	t.Cleanup(cs.stop)
+	cs.mu.Lock()
+	cs.delay = 5 * time.Millisecond
+	cs.mu.Unlock()
+	cs.setLazy(true)
+	// A batch goes after the delay, and blocks on the socket: nobody
+	// reads.
+	const batch = lazyBytes - 100<<10
+	if err := cs.push(0, bytesOf(1, batch)); err != nil {
+		t.Fatal(err)
+	}
+	commtest.Eventually(t, 5*time.Second, func() bool {
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		return cs.writing
+	}, "the sender never wrote the batch")
+	if err := cs.push(batch, bytesOf(2, 100)); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := 0
+	go func() {
+		for {
+			f, err := rc.next()
+			if err != nil {
+				return
+			}
+			_, _, _, data, err := proto.DecodeData(f.Payload)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			got += len(data)
+			mu.Unlock()
+		}
+	}()
+	commtest.Eventually(t, 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got == batch+100
+	}, "the bytes queued during a write were never sent")
+}

@@ -394,6 +394,7 @@ type cacheSender struct {
 	delay   time.Duration // lazyDelay; tests lengthen it
 	writing bool          // run or flushWith is writing to the connection
 	due     bool          // the batching delay has passed
+	armed   bool          // the timer is set to end the delay
 	timer   *time.Timer
 	stopped bool
 	err     error
@@ -466,24 +467,28 @@ func (cs *cacheSender) push(off int64, p []byte) error {
 		if cs.stopped {
 			return ErrClosed
 		}
-		idle := cs.end == cs.sent
 		cs.append(part)
 		p = p[len(part):]
-		cs.signal(idle)
+		cs.signal()
 	}
 	return nil
 }
 
 // signal tells the sending goroutine about new bytes, when it has to act:
-// a lazy sender is woken only by its timer, armed by the batch's first
-// bytes, or when the batch is large enough. cs.mu must be held.
-func (cs *cacheSender) signal(wasIdle bool) {
+// a lazy sender is woken only by its timer, or when the batch is large
+// enough. While lazy, the timer is armed by the first bytes queued while
+// it is not, whatever the batch: bytes queued while an earlier batch is
+// being written count towards that batch until it is done, and when the
+// timer was armed only for bytes queued into an empty queue they waited,
+// after the write, for the next large batch, Flush or Close (a reader
+// that had fallen back to the cache, its writer waiting for its answer,
+// waited forever). cs.mu must be held.
+func (cs *cacheSender) signal() {
 	if !cs.lazy || cs.end-cs.sent >= lazyBytes {
 		cs.cond.Broadcast()
-		return
 	}
-	if wasIdle {
-		cs.due = false
+	if cs.lazy && !cs.armed {
+		cs.armed, cs.due = true, false
 		if cs.timer == nil {
 			cs.timer = time.AfterFunc(cs.delay, cs.wake)
 		} else {
@@ -560,14 +565,13 @@ func (cs *cacheSender) queueShared(off int64, p []byte) bool {
 	if !ok {
 		return false
 	}
-	idle := cs.end == cs.sent
 	for _, pc := range puts {
 		cs.blocks = append(cs.blocks, &block{off: pc.off, ring: pc})
 	}
 	cs.puts = puts[:0]
 	cs.end += int64(len(p))
 	cs.shared += int64(len(p))
-	cs.signal(idle)
+	cs.signal()
 	return true
 }
 
@@ -747,7 +751,7 @@ func (cs *cacheSender) ready() bool {
 
 func (cs *cacheSender) wake() {
 	cs.mu.Lock()
-	cs.due = true
+	cs.armed, cs.due = false, true
 	cs.cond.Broadcast()
 	cs.mu.Unlock()
 }
