@@ -235,12 +235,14 @@ func (c *Client) connect(ctx context.Context, addr string, ring bool) (*conn, er
 }
 
 // takeIdle returns an idle connection to addr that is still usable (see
-// conn.reusable), or nil: the latest one kept, except that a caller who
-// will write large payloads (ring) gets the latest with a shared ring and
-// the others the latest without, when there is one. Rings count against
-// the process's budget (shm.Budget) while their connections live, idle
-// or not: handed out by chance, every pooled connection came to hold
-// one, and the budget ran out with a handful of channels in use.
+// conn.reusable), or nil. Rings stay with their connection and count
+// against the process's budget (shm.Budget) while it lives, idle or not;
+// a ring is worth most to the side it carries for: a writer (ring) takes
+// the latest connection with a ring of its own to the server, a reader
+// the latest with the server's ring to it, and failing that the latest
+// with neither (handed out last-in-first-out, readers and writers took
+// each other's connections, every pooled connection came to hold a ring
+// of each kind, and the budget ran out with a handful of channels).
 func (c *Client) takeIdle(addr string, ring bool) *conn {
 	for {
 		c.mu.Lock()
@@ -249,11 +251,10 @@ func (c *Client) takeIdle(addr string, ring bool) *conn {
 			c.mu.Unlock()
 			return nil
 		}
-		i := len(conns) - 1
-		for j := i; j >= 0; j-- {
-			if conns[j].hasRing() == ring {
-				i = j
-				break
+		i, best := len(conns)-1, -1
+		for j := len(conns) - 1; j >= 0; j-- {
+			if s := conns[j].fitness(ring); s > best {
+				i, best = j, s
 			}
 		}
 		cn := conns[i]

@@ -315,11 +315,25 @@ func (c *conn) reusable() bool {
 	return quiet
 }
 
-// hasRing reports whether the connection has a shared ring to its peer.
-func (c *conn) hasRing() bool {
+// fitness ranks an idle connection for a new user that writes large
+// payloads (ring) or reads them: 2 with the ring that carries them (ours
+// to the peer, or the peer's to us), 1 with no ring, 0 with only the
+// other kind. Nothing reads an idle connection, so rx is safe to look at
+// under wmu, which takeRing holds to set it.
+func (c *conn) fitness(ring bool) int {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.tx != nil
+	mine, other := c.tx != nil, c.rx != nil
+	if !ring {
+		mine, other = other, mine
+	}
+	switch {
+	case mine:
+		return 2
+	case !other:
+		return 1
+	}
+	return 0
 }
 
 // close closes the connection, then unmaps its ring: the close first, so

@@ -164,9 +164,10 @@ func TestClosedDirectReaderPoolsItsConnection(t *testing.T) {
 }
 
 // TestPoolKeepsRingsForWriters: a writer takes the idle connection that
-// has a shared ring and a reader one that has none, whichever was pooled
-// last, so that rings (which count against the process's budget while
-// their connections live) stay with as few connections as writers need.
+// has its ring to the server, a reader the one that has the server's ring
+// to it or else one with none, whichever was pooled last, so that rings
+// (which count against the process's budget while their connections
+// live) stay with as few connections as need them.
 func TestPoolKeepsRingsForWriters(t *testing.T) {
 	needHost(t)
 	ctx := testCtx(t)
@@ -192,8 +193,8 @@ func TestPoolKeepsRingsForWriters(t *testing.T) {
 	if err := w1.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !w1c.hasRing() || w0c.hasRing() {
-		t.Fatalf("rings: %v after 3 MiB, %v after nothing; want true, false", w1c.hasRing(), w0c.hasRing())
+	if w1c.fitness(true) != 2 || w0c.fitness(true) != 1 {
+		t.Fatal("want a ring to the server after 3 MiB, and none on a connection that carried nothing")
 	}
 	// Pooled: w0's connection, then w1's.
 	r1, err := sw.Attach(ctx, "first")
@@ -207,8 +208,10 @@ func TestPoolKeepsRingsForWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	r1.Close()
+	if w0c.fitness(false) != 2 {
+		t.Fatal("the reader's connection has no ring from the server after 3 MiB")
+	}
 	// Pooled: w1's connection, then the reader's.
-	r1c := w0c
 	w2, err := sw.Create(ctx, "second")
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +231,7 @@ func TestPoolKeepsRingsForWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r3.Close()
-	if r3.cc != r1c {
-		t.Fatal("a reader did not get the idle connection without a ring")
+	if r3.cc != w0c {
+		t.Fatal("a reader did not get the idle connection with the server's ring to it")
 	}
 }
