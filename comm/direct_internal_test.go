@@ -337,17 +337,24 @@ func TestStalledDirectReaderFallsBack(t *testing.T) {
 // TestCacheSenderBatchesAndKeepsHistory: with direct readers (lazy), small
 // writes reach the cache connection in a few frames, contiguous and
 // intact; the history serves the last writerHistory bytes and no older.
-func TestCacheSenderBatchesAndKeepsHistory(t *testing.T) {
-	wc, rc := tcpPair(t)
+// lazySender returns a cache sender on wc that batches (as for direct
+// readers) with the given delay, 256 KiB frames and a 4 MiB queue; a
+// failure is stored in *failed.
+func lazySender(t *testing.T, wc *conn, delay time.Duration, failed *error) *cacheSender {
 	c := &Client{cfg: Config{ChunkSize: 256 << 10, CacheQueue: 4 << 20}}
-	s := &Space{c: c, name: "sp"}
-	var failed error
-	cs := newCacheSender(wc, s, 9, 0, func(err error) { failed = err })
+	cs := newCacheSender(wc, &Space{c: c, name: "sp"}, 9, 0, func(err error) { *failed = err })
 	t.Cleanup(cs.stop)
 	cs.mu.Lock()
-	cs.delay = time.Hour // only a flush or a large batch sends
+	cs.delay = delay
 	cs.mu.Unlock()
 	cs.setLazy(true)
+	return cs
+}
+
+func TestCacheSenderBatchesAndKeepsHistory(t *testing.T) {
+	wc, rc := tcpPair(t)
+	var failed error
+	cs := lazySender(t, wc, time.Hour, &failed) // only a flush or a large batch sends
 	var want []byte
 	for i := range 200 {
 		p := bytesOf(byte(i), 100)
@@ -422,13 +429,8 @@ func TestCacheSenderBatchesAndKeepsHistory(t *testing.T) {
 // forever).
 func TestLazySenderSendsWhatCameDuringAWrite(t *testing.T) {
 	wc, rc := unixConns(t)
-	c := &Client{cfg: Config{ChunkSize: 256 << 10, CacheQueue: 4 << 20}}
-	cs := newCacheSender(wc, &Space{c: c, name: "sp"}, 9, 0, func(error) {})
-	t.Cleanup(cs.stop)
-	cs.mu.Lock()
-	cs.delay = 5 * time.Millisecond
-	cs.mu.Unlock()
-	cs.setLazy(true)
+	var failed error
+	cs := lazySender(t, wc, 5*time.Millisecond, &failed)
 	// A batch goes after the delay, and blocks on the socket: nobody
 	// reads.
 	const batch = lazyBytes - 100<<10
@@ -465,4 +467,7 @@ func TestLazySenderSendsWhatCameDuringAWrite(t *testing.T) {
 		defer mu.Unlock()
 		return got == batch+100
 	}, "the bytes queued during a write were never sent")
+	if failed != nil {
+		t.Fatal(failed)
+	}
 }

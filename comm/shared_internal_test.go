@@ -361,14 +361,8 @@ func (rc readerCtx) Read(p []byte) (int, error) { return rc.r.ReadContext(rc.ctx
 func TestCacheSenderQueuesRingReferences(t *testing.T) {
 	wc, rc := unixConns(t)
 	wc.ringSize, wc.waitRoom = 4<<20, true
-	c := &Client{cfg: Config{ChunkSize: 256 << 10, CacheQueue: 4 << 20}}
 	var failed error
-	cs := newCacheSender(wc, &Space{c: c, name: "sp"}, 9, 0, func(err error) { failed = err })
-	t.Cleanup(cs.stop)
-	cs.mu.Lock()
-	cs.delay = time.Hour // only a flush or a large batch sends
-	cs.mu.Unlock()
-	cs.setLazy(true)
+	cs := lazySender(t, wc, time.Hour, &failed) // only a flush or a large batch sends
 
 	var want []byte
 	write := func(p []byte) {
