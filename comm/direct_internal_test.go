@@ -471,3 +471,38 @@ func TestLazySenderSendsWhatCameDuringAWrite(t *testing.T) {
 		t.Fatal(failed)
 	}
 }
+
+// TestCacheWriteFailureWakesAWaitingWrite: a Write waiting for room in the
+// cache queue, holding the writer's lock, learns that the cache write
+// failed: the sender must not need that lock to report the failure.
+func TestCacheWriteFailureWakesAWaitingWrite(t *testing.T) {
+	wc, rc := unixConns(t)
+	var writerLock sync.Mutex // Writer.mu: Write holds it while it waits
+	c := &Client{cfg: Config{ChunkSize: 256 << 10, CacheQueue: 1 << 20}}
+	cs := newCacheSender(wc, &Space{c: c, name: "sp"}, 9, 0, func(error) {
+		writerLock.Lock() // as Writer.fail does
+		writerLock.Unlock()
+	})
+	t.Cleanup(cs.stop)
+	done := make(chan error, 1)
+	go func() {
+		writerLock.Lock()
+		defer writerLock.Unlock()
+		// More than the queue and the socket hold, and nobody reads.
+		done <- cs.push(0, bytesOf(1, 16<<20))
+	}()
+	commtest.Eventually(t, 5*time.Second, func() bool {
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		return cs.writing && cs.end-cs.sent >= int64(cs.limit)
+	}, "the queue never filled")
+	rc.close() // the server goes away: the write in progress fails
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a write into a failed cache queue succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write waiting for the queue never heard of the failure")
+	}
+}

@@ -379,12 +379,10 @@ type cacheSender struct {
 	pool  *sync.Pool // chunk-sized buffers
 	small *sync.Pool // minBlock-sized buffers
 	fail  func(error)
-	puts  []piece // queueShared's, reused
-	// shared counts the bytes queued as references to the ring (for
-	// tests).
-	shared int64
 
 	mu      sync.Mutex
+	puts    []piece       // queueShared's, reused
+	shared  int64         // bytes queued as references to the ring (for tests)
 	cond    *sync.Cond    // broadcast whenever sent, end, stopped, err, writing or due change
 	blocks  []*block      // in offset order; only the last one is still filled
 	sent    int64         // bytes below sent are written to the connection
@@ -704,7 +702,10 @@ func (cs *cacheSender) writeFrames(pieces []piece, extra []byte) error {
 // writer) and returns it. cs.mu must be held.
 func (cs *cacheSender) failed(err error) error {
 	cs.err = fmt.Errorf("comm: write to cache: %w", err)
-	cs.fail(cs.err)
+	// The writer records it under its own lock, which a Write waiting
+	// for this queue holds: from another goroutine, so that the
+	// broadcast below wakes that Write (which returns cs.err itself).
+	go cs.fail(cs.err)
 	cs.cond.Broadcast()
 	return cs.err
 }
