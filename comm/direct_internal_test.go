@@ -445,27 +445,10 @@ func TestLazySenderSendsWhatCameDuringAWrite(t *testing.T) {
 	if err := cs.push(batch, bytesOf(2, 100)); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	got := 0
-	go func() {
-		for {
-			f, err := rc.next()
-			if err != nil {
-				return
-			}
-			_, _, _, data, err := proto.DecodeData(f.Payload)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			got += len(data)
-			mu.Unlock()
-		}
-	}()
+	server := serveCache(t, rc)
 	commtest.Eventually(t, 5*time.Second, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return got == batch+100
+		got, _ := server.received()
+		return len(got) == batch+100
 	}, "the bytes queued during a write were never sent")
 	if failed != nil {
 		t.Fatal(failed)

@@ -372,47 +372,17 @@ func TestCacheSenderQueuesRingReferences(t *testing.T) {
 		}
 		want = append(want, p...)
 	}
-	// The server's part: read every frame, as it comes.
-	var mu sync.Mutex
-	var got []byte
-	shared := 0
-	go func() {
-		for {
-			f, err := rc.next()
-			if err != nil {
-				return
-			}
-			_, _, off, data, err := proto.DecodeData(f.Payload)
-			if err == nil && f.Flags&proto.FlagShared != 0 {
-				data, err = rc.shared(data)
-			}
-			mu.Lock()
-			if err != nil || f.Type != proto.TWrite || off != int64(len(got)) {
-				t.Errorf("frame type %d at %d (%v), want a write at %d", f.Type, off, err, len(got))
-				mu.Unlock()
-				return
-			}
-			got = append(got, data...)
-			if f.Flags&proto.FlagShared != 0 {
-				shared++
-				rc.rx.Release()
-			}
-			mu.Unlock()
-		}
-	}()
+	server := serveCache(t, rc)
 	flushAndRead := func() {
 		t.Helper()
 		if err := cs.flushWith(testCtx(t), nil); err != nil {
 			t.Fatal(err)
 		}
 		commtest.Eventually(t, 5*time.Second, func() bool {
-			mu.Lock()
-			defer mu.Unlock()
+			got, _ := server.received()
 			return len(got) >= len(want)
 		}, "the cache did not get every byte")
-		mu.Lock()
-		defer mu.Unlock()
-		if !bytes.Equal(got, want) {
+		if got, _ := server.received(); !bytes.Equal(got, want) {
 			t.Fatal("the cache got other bytes")
 		}
 	}
@@ -444,10 +414,7 @@ func TestCacheSenderQueuesRingReferences(t *testing.T) {
 		t.Fatal("the history does not serve bytes waiting in the ring")
 	}
 	flushAndRead()
-	mu.Lock()
-	n := shared
-	mu.Unlock()
-	if n < 5 {
+	if _, n := server.received(); n < 5 {
 		t.Fatalf("%d frames referred to the ring, want the 5 messages'", n)
 	}
 	if _, ok := cs.since(mark+5, end); ok {
@@ -469,4 +436,51 @@ func TestCacheSenderQueuesRingReferences(t *testing.T) {
 	if failed != nil {
 		t.Fatal(failed)
 	}
+}
+
+// cacheSide plays the server of a cache sender's connection (serveCache).
+type cacheSide struct {
+	mu     sync.Mutex
+	got    []byte
+	shared int // frames that referred to the ring
+}
+
+// serveCache reads every write frame on rc as it comes, resolving and
+// releasing those that refer to the ring, and fails t when one is not a
+// write at the next offset.
+func serveCache(t *testing.T, rc *conn) *cacheSide {
+	cs := &cacheSide{}
+	go func() {
+		for {
+			f, err := rc.next()
+			if err != nil {
+				return
+			}
+			_, _, off, data, err := proto.DecodeData(f.Payload)
+			if err == nil && f.Flags&proto.FlagShared != 0 {
+				data, err = rc.shared(data)
+			}
+			cs.mu.Lock()
+			if err != nil || f.Type != proto.TWrite || off != int64(len(cs.got)) {
+				t.Errorf("frame type %d at %d (%v), want a write at %d", f.Type, off, err, len(cs.got))
+				cs.mu.Unlock()
+				return
+			}
+			cs.got = append(cs.got, data...)
+			if f.Flags&proto.FlagShared != 0 {
+				cs.shared++
+				rc.rx.Release()
+			}
+			cs.mu.Unlock()
+		}
+	}()
+	return cs
+}
+
+// received returns a copy of the bytes received so far, and how many
+// frames referred to the ring.
+func (cs *cacheSide) received() ([]byte, int) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return bytes.Clone(cs.got), cs.shared
 }
