@@ -226,7 +226,7 @@ const maxIdle = 8
 // connect returns an idle connection to addr (see putIdle), or a new one.
 // Reusing a connection spares the dial, the server's new session and the
 // hello, which were most of what creating or attaching a channel cost.
-// A writer (ring) prefers one that has a shared ring already.
+// ring says the new user writes large payloads (see takeIdle).
 func (c *Client) connect(ctx context.Context, addr string, ring bool) (*conn, error) {
 	if cn := c.takeIdle(addr, ring); cn != nil {
 		return cn, nil

@@ -397,7 +397,7 @@ func TestCacheSenderQueuesRingReferences(t *testing.T) {
 	if wc.tx == nil {
 		t.Fatal("no ring after shm.After bytes")
 	}
-	base := cs.shared
+	base := ringBytes(wc)
 
 	// Messages: a small header, copied into a block, and 100 KiB put in
 	// the ring at once.
@@ -406,8 +406,8 @@ func TestCacheSenderQueuesRingReferences(t *testing.T) {
 		write(bytesOf(byte(i), 16))
 		write(bytesOf(byte(10+i), 100<<10))
 	}
-	if cs.shared-base != 5*100<<10 {
-		t.Fatalf("%d bytes queued as ring references, want %d", cs.shared-base, 5*100<<10)
+	if n := ringBytes(wc) - base; n != 5*100<<10 {
+		t.Fatalf("%d bytes put in the ring before the sender wrote, want %d", n, 5*100<<10)
 	}
 	end := int64(len(want))
 	if b, ok := cs.since(mark+5, end); !ok || !bytes.Equal(b, want[mark+5:]) {
@@ -427,9 +427,9 @@ func TestCacheSenderQueuesRingReferences(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = append(want, bytesOf(3, 20<<10)...)
-	before := cs.shared
+	before := ringBytes(wc)
 	write(bytesOf(4, 100<<10))
-	if cs.shared != before {
+	if ringBytes(wc) != before {
 		t.Fatal("a write was put in the ring ahead of queued bytes bound for it")
 	}
 	flushAndRead()
@@ -483,4 +483,11 @@ func (cs *cacheSide) received() ([]byte, int) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return bytes.Clone(cs.got), cs.shared
+}
+
+// ringBytes returns how many bytes c has put in its ring.
+func ringBytes(c *conn) int64 {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.ringBytes
 }

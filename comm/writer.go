@@ -382,7 +382,6 @@ type cacheSender struct {
 
 	mu      sync.Mutex
 	puts    []piece       // queueShared's, reused
-	shared  int64         // bytes queued as references to the ring (for tests)
 	cond    *sync.Cond    // broadcast whenever sent, end, stopped, err, writing or due change
 	blocks  []*block      // in offset order; only the last one is still filled
 	sent    int64         // bytes below sent are written to the connection
@@ -474,13 +473,10 @@ func (cs *cacheSender) push(off int64, p []byte) error {
 
 // signal tells the sending goroutine about new bytes, when it has to act:
 // a lazy sender is woken only by its timer, or when the batch is large
-// enough. While lazy, the timer is armed by the first bytes queued while
-// it is not, whatever the batch: bytes queued while an earlier batch is
-// being written count towards that batch until it is done, and when the
-// timer was armed only for bytes queued into an empty queue they waited,
-// after the write, for the next large batch, Flush or Close (a reader
-// that had fallen back to the cache, its writer waiting for its answer,
-// waited forever). cs.mu must be held.
+// enough. While lazy, any bytes queued while the timer is not armed arm
+// it, also those queued while an earlier batch is being written: after
+// that write nothing else would send them until the next large batch,
+// Flush or Close. cs.mu must be held.
 func (cs *cacheSender) signal() {
 	if !cs.lazy || cs.end-cs.sent >= lazyBytes {
 		cs.cond.Broadcast()
@@ -499,7 +495,8 @@ func (cs *cacheSender) signal() {
 // goroutine and without a copy, when p is large (ownWriteMin, or a whole
 // batch, lazyBytes, while the sender batches), the sending goroutine is
 // not writing, and the history no longer needs the bytes (the stream is
-// past its first writerHistory bytes); otherwise by push. Bytes
+// past its first writerHistory bytes); otherwise by queueShared or, when
+// that declines, push. Bytes
 // still queued (a message's header, written just before) go first in the
 // same write. The write then happens while the direct readers read what
 // Write gave them just before.
@@ -568,7 +565,6 @@ func (cs *cacheSender) queueShared(off int64, p []byte) bool {
 	}
 	cs.puts = puts[:0]
 	cs.end += int64(len(p))
-	cs.shared += int64(len(p))
 	cs.signal()
 	return true
 }

@@ -298,9 +298,12 @@ func (t *Tx) Put(p []byte) (pos uint64, ok bool) {
 // has, or when pos and n are not a payload's place. The caller reads them
 // before anything else calls Put or Close.
 func (t *Tx) Held(pos uint64, n int) ([]byte, bool) {
+	if t.area == nil || n <= 0 || t.head.Load() > pos || pos+uint64(n) > t.next {
+		return nil, false
+	}
 	size := uint64(len(t.data))
-	idx := pos % max(size, 1)
-	if t.area == nil || n <= 0 || t.head.Load() > pos || pos+uint64(n) > t.next || idx+uint64(n) > size {
+	idx := pos % size
+	if idx+uint64(n) > size {
 		return nil, false
 	}
 	return t.data[idx : idx+uint64(n)], true
