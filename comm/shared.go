@@ -187,7 +187,7 @@ func (c *conn) offerRing() {
 		c.ringSize = 0
 		return
 	}
-	tx, err := shm.Share(uc, c.ringSize, proto.AppendMsg(nil, proto.TRing, 0, nil))
+	tx, err := shm.Share(uc, c.ringSize, proto.AppendMsg(nil, proto.TRing, 0, nil), nil)
 	if errors.Is(err, shm.ErrBudget) {
 		c.big = 0 // the process's rings use their budget: try again later
 		return

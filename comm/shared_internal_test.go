@@ -15,6 +15,7 @@ import (
 	"github.com/pispace/pispace/comm/internal/proto"
 	"github.com/pispace/pispace/comm/internal/shm"
 	"github.com/pispace/pispace/comm/internal/unixtest"
+	"github.com/pispace/pispace/comm/server"
 	"github.com/pispace/pispace/comm/wire"
 )
 
@@ -490,4 +491,51 @@ func ringBytes(c *conn) int64 {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	return c.ringBytes
+}
+
+// TestCacheReadsBorrowServerSegments: a reader of the server's host
+// reads a sealed instance's segments where the server keeps them (shared
+// arena, see shm.Arena): byte-identical, and nearly every large frame is
+// a loan rather than a copy into the ring. With Lend < 0 no frame is.
+func TestCacheReadsBorrowServerSegments(t *testing.T) {
+	needHost(t)
+	const total = 24 << 20
+	for _, lend := range []int{0, -1} {
+		_, addr := commtest.StartServer(t, server.Config{Lend: lend})
+		c, err := New(Config{Servers: []string{addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx := testCtx(t)
+		s, err := c.OpenSpace(ctx, "arena")
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := bytesOf(byte(lend), total)
+		publish(t, s, "big", payload)
+		r, err := s.Attach(ctx, "big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, payload) {
+			t.Fatalf("Lend %d: read %d bytes, differing from the %d written", lend, len(got), total)
+		}
+		var borrowed uint64
+		if rx := r.cc.rx; rx != nil {
+			borrowed = rx.Borrowed()
+		}
+		t.Logf("Lend %d: %d frames borrowed, %d bytes through the ring", lend, borrowed, r.ringRead)
+		switch {
+		case lend == 0 && borrowed < (total-2*shm.After)/(1<<20):
+			t.Fatalf("%d frames borrowed from the server's arena, want nearly all of %d MiB", borrowed, total>>20)
+		case lend < 0 && borrowed != 0:
+			t.Fatalf("%d frames borrowed with no arena", borrowed)
+		}
+		r.Close()
+	}
 }

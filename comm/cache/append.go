@@ -203,10 +203,12 @@ func (s *Store) grow(buf []byte, need int) (*buffer, error) {
 	}
 	var nb []byte
 	if c == s.cfg.SegmentSize {
-		nb = s.takeFree()
+		if nb = s.takeFree(); nb == nil {
+			nb = s.fresh()
+			populate(nb)
+		}
 		s.wantPrefill()
-	}
-	if nb == nil {
+	} else {
 		nb = make([]byte, c)
 		if c >= populateMin {
 			populate(nb)

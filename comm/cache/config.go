@@ -85,6 +85,25 @@ type Config struct {
 	// time. A stream sealed at a multiple
 	// of SegmentSize (or empty) has no partial segment and no extra call.
 	OnSeal func(k Key, index int, data []byte, crc uint32)
+	// Memory, if set, provides whole segment buffers (SegmentSize bytes)
+	// in place of the heap: a comm server takes them from a shared-memory
+	// arena that readers of its host map, so that it can send them
+	// references to a segment's bytes instead of copies. The store falls
+	// back to the heap when Alloc has nothing, and hands every buffer it
+	// lets go of to Free, which reports whether the buffer was its own.
+	Memory Allocator
+}
+
+// Allocator provides segment buffers ([Config.Memory]). Both methods may
+// be called from many goroutines at once.
+type Allocator interface {
+	// Alloc returns a buffer of size bytes (len == cap, old contents),
+	// or nil when it has none.
+	Alloc(size int) []byte
+	// Free takes back a buffer once nothing reads or writes it any
+	// more, and reports whether it came from Alloc; the store leaves any
+	// other buffer to the garbage collector.
+	Free(b []byte) bool
 }
 
 // Validate returns c with zero values replaced by their defaults, or an

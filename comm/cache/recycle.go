@@ -63,16 +63,36 @@ func (s *Store) release(b *buffer) {
 // pinner (one that will find b gone and unpin at once) got in between; that
 // pinner's unpin then frees it.
 func (s *Store) freeBuffer(b *buffer) {
-	if b.state.CompareAndSwap(bufReleased, bufFreed) {
-		s.recycle(b.b)
+	if b.state.CompareAndSwap(bufReleased, bufFreed) && !s.recycle(b.b) {
+		s.letGo(b.b)
+	}
+}
+
+// fresh returns a new whole segment buffer, from Config.Memory when it
+// has one, from the heap otherwise.
+func (s *Store) fresh() []byte {
+	size := s.cfg.SegmentSize
+	if m := s.cfg.Memory; m != nil {
+		if b := m.Alloc(size); len(b) == size && cap(b) == size {
+			return b
+		}
+	}
+	return make([]byte, size)
+}
+
+// letGo lets a buffer go for good: back to Config.Memory if it came from
+// there, to the garbage collector otherwise.
+func (s *Store) letGo(b []byte) {
+	if m := s.cfg.Memory; m != nil && b != nil {
+		m.Free(b)
 	}
 }
 
 // recycle puts b, a buffer nobody reads any more, on the free list if it is
 // a whole segment buffer and the list has room: at most cfg.RecycleBytes,
 // and only while the buffers in use plus the free ones stay within
-// cfg.MemoryBytes. Anything else is left to the garbage collector. It
-// reports whether it kept b.
+// cfg.MemoryBytes. It reports whether it kept b; the caller lets go of one it
+// did not.
 func (s *Store) recycle(b []byte) bool {
 	size := s.cfg.SegmentSize
 	if cap(b) != size {
@@ -119,6 +139,7 @@ func (s *Store) trimFree() {
 	defer s.freeMu.Unlock()
 	for n := len(s.freeList); n > 0 && s.memBytes.Load()+s.freeBytes.Load() > s.cfg.MemoryBytes; n-- {
 		s.freeBytes.Add(-int64(len(s.freeList[n-1])))
+		s.letGo(s.freeList[n-1])
 		s.freeList[n-1] = nil
 		s.freeList = s.freeList[:n-1]
 	}
@@ -130,6 +151,9 @@ func (s *Store) closeFree() {
 	s.freeMu.Lock()
 	defer s.freeMu.Unlock()
 	s.freeClosed = true
+	for _, b := range s.freeList {
+		s.letGo(b)
+	}
 	clear(s.freeList)
 	s.freeList = nil
 	s.freeBytes.Store(0)
@@ -166,9 +190,10 @@ func (s *Store) prefillLoop() {
 				return
 			default:
 			}
-			b := make([]byte, size)
+			b := s.fresh()
 			populate(b)
 			if !s.recycle(b) {
+				s.letGo(b)
 				break // the bounds moved meanwhile, or Close came
 			}
 			s.prefilled.Add(1)

@@ -120,7 +120,9 @@ func (s *Store) load(seg *segment) (*buffer, []byte, bool, error) {
 	}
 	dst, err := readSpill(s.spillPath(seg), seg, dst)
 	if err != nil {
-		s.recycle(dst)
+		if !s.recycle(dst) {
+			s.letGo(dst)
+		}
 		return nil, nil, false, err
 	}
 	b := &buffer{b: dst}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pispace/pispace/comm/cache"
 	"github.com/pispace/pispace/comm/internal/local"
+	"github.com/pispace/pispace/comm/internal/shm"
 )
 
 // ErrServerClosed is returned by [Server.Serve] after [Server.Close].
@@ -56,6 +57,14 @@ type Config struct {
 	// 1 MiB and from 1.36-1.66 to 1.83-2.51 at 4 MiB, 4 interleaved
 	// rounds; 16 did no better. Zero means 4; negative means none.
 	Prefill int
+	// Lend bounds the bytes of cache segments a session on a Unix socket
+	// may have lent to its client at once: the cache's segment buffers
+	// live in a shared-memory arena (shm.Arena), offered with the ring
+	// to a client running as the same user, and a read reply then
+	// references the segment's bytes instead of copying them into the
+	// ring; past the bound, and for bytes outside the arena, the ring
+	// takes a copy as before. Zero means 16 MiB; negative means no arena.
+	Lend int
 }
 
 func (c Config) withDefaults() Config {
@@ -74,6 +83,9 @@ func (c Config) withDefaults() Config {
 	if c.Prefill == 0 {
 		c.Prefill = 4
 	}
+	if c.Lend == 0 {
+		c.Lend = 16 << 20
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -85,6 +97,7 @@ func (c Config) withDefaults() Config {
 type Server struct {
 	cfg   Config
 	store *cache.Store
+	arena *shm.Arena // the store's segment buffers, nil without one
 	drv   *driver
 	local string // the same-host endpoint, "" without one
 
@@ -106,14 +119,26 @@ type Server struct {
 // [Server.Serve] is called.
 func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
-	store, err := cache.Open(cache.Config{Dir: cfg.Dir, MemoryBytes: cfg.MemoryBytes,
-		SegmentSize: cfg.SegmentSize, Prefill: cfg.Prefill})
+	ccfg, err := cache.Config{Dir: cfg.Dir, MemoryBytes: cfg.MemoryBytes,
+		SegmentSize: cfg.SegmentSize, Prefill: cfg.Prefill}.Validate()
 	if err != nil {
+		return nil, fmt.Errorf("server: opening cache: %w", err)
+	}
+	arena := newArena(cfg, ccfg)
+	if arena != nil {
+		ccfg.Memory = arena
+	}
+	store, err := cache.Open(ccfg)
+	if err != nil {
+		if arena != nil {
+			arena.Close()
+		}
 		return nil, fmt.Errorf("server: opening cache: %w", err)
 	}
 	s := &Server{
 		cfg:       cfg,
 		store:     store,
+		arena:     arena,
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
 		waiting:   map[cache.Key]int{},
@@ -234,8 +259,29 @@ func (s *Server) Close() error {
 		s.mu.Unlock()
 		s.wg.Wait()
 		err = s.store.Close()
+		if s.arena != nil {
+			err = errors.Join(err, s.arena.Close())
+		}
 	})
 	return err
+}
+
+// newArena makes the arena the store's segment buffers come from (see
+// Config.Lend), or returns nil: rings or the arena are off, or making it
+// failed (the store then uses the heap, and replies are copied). It has
+// a slot per segment the memory bound holds, and 64 more for segments
+// pinned past their eviction; a store that needs more takes them from
+// the heap.
+func newArena(cfg Config, ccfg cache.Config) *shm.Arena {
+	if cfg.Lend < 0 || cfg.SharedRing <= 0 || cfg.Local == "off" {
+		return nil
+	}
+	a, err := shm.NewArena(ccfg.SegmentSize, int(ccfg.MemoryBytes/int64(ccfg.SegmentSize))+64)
+	if err != nil {
+		cfg.Logger.Info("no shared arena", "err", err)
+		return nil
+	}
+	return a
 }
 
 // Shutdown stops accepting, waits until every session has ended by itself

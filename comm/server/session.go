@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pispace/pispace/comm/cache"
@@ -128,11 +129,25 @@ func (ss *session) serve() {
 	ss.s.drv.unregister(ss)
 	ss.wg.Wait()
 	if ss.tx != nil {
+		// A client that closed its end reads nothing lent any more; one
+		// the server cut off may still be reading (see shm.Tx.EndLoans).
+		if kept := ss.tx.EndLoans(ss.clientClosed(err)); kept > 0 {
+			log.Warn("cache segments kept for good: the client may still read them", "bytes", kept, "err", err)
+		}
 		ss.tx.Close()
 	}
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		log.Info("session ended", "err", err)
 	}
+}
+
+// clientClosed reports whether the reading loop's error err says that the
+// client closed its end, rather than the server cutting the session.
+func (ss *session) clientClosed(err error) bool {
+	ss.mu.Lock()
+	killed := ss.killed != nil
+	ss.mu.Unlock()
+	return !killed && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET))
 }
 
 func (ss *session) handshake(r *wire.Reader) error {
@@ -586,7 +601,11 @@ func (ss *session) offerRing() {
 		return
 	}
 	ss.conn.SetWriteDeadline(time.Now().Add(writeDeadline))
-	tx, err := shm.Share(uc, ss.s.cfg.SharedRing, proto.AppendMsg(nil, proto.TRing, 0, nil))
+	var arena *shm.Arena
+	if ss.s.arena != nil && shm.SameUser(uc) {
+		arena = ss.s.arena
+	}
+	tx, err := shm.Share(uc, ss.s.cfg.SharedRing, proto.AppendMsg(nil, proto.TRing, 0, nil), arena)
 	if errors.Is(err, shm.ErrBudget) {
 		ss.big = 0 // the process's rings use their budget: try again later
 		return
@@ -637,6 +656,20 @@ func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net
 		case ss.tx == nil:
 			ss.big += int64(n)
 		default:
+			if off, ok := ss.s.arena.Offset(f.body); ok && ss.tx.Lending() {
+				pos, ok := ss.tx.Lend(off, n, ss.s.cfg.Lend, f.release)
+				if !ok {
+					var err error
+					if bufs, sent, err = ss.loanRoom(bufs, sent, n); err != nil {
+						f.finish()
+						return bufs, sent, err
+					}
+					pos, ok = ss.tx.Lend(off, n, ss.s.cfg.Lend, f.release)
+				}
+				if ok {
+					return append(bufs, proto.AppendSharedData(nil, proto.TData, d.req, d.space, d.inst, d.off, pos, n)), sent, nil
+				}
+			}
 			pos, ok := ss.tx.Put(f.body)
 			if !ok && ss.tx.Waitable(n) {
 				var err error
@@ -660,6 +693,19 @@ func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net
 	if f.release != nil {
 		sent = append(sent, f)
 	}
+	return bufs, sent, nil
+}
+
+// loanRoom is ringRoom for loans: it waits until the client has released
+// enough of what it was lent for n more bytes (shm.Tx.WaitLoans).
+func (ss *session) loanRoom(bufs net.Buffers, sent []outFrame, n int) (net.Buffers, []outFrame, error) {
+	if len(bufs) > 0 {
+		var err error
+		if bufs, sent, err = ss.write(bufs, sent); err != nil {
+			return bufs, sent, err
+		}
+	}
+	ss.tx.WaitLoans(n, ss.s.cfg.Lend, time.Now().Add(writeDeadline))
 	return bufs, sent, nil
 }
 

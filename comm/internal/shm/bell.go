@@ -25,6 +25,10 @@ import (
 const (
 	bellOffset = 64 // the bell word: its own cache line, away from the release position
 
+	// The bell's values while up: the word the producer sleeps on.
+	bellHead     = 1 // the release position (Wait)
+	bellReturned = 2 // the count of loans returned (WaitLoans)
+
 	futexWait = 0 // FUTEX_WAIT, not FUTEX_PRIVATE: the word is shared between processes
 	futexWake = 1 // FUTEX_WAKE
 )
@@ -77,7 +81,37 @@ func (t *Tx) Wait(n int, deadline time.Time) bool {
 	if !t.Waitable(n) {
 		return false
 	}
-	head := t.head.Load()
+	return t.wait(bellHead, func(head uint64) bool {
+		_, _, ok := t.where(head, n)
+		return ok
+	}, deadline)
+}
+
+// WaitLoans is Wait for loans (see Lend): it waits until the consumer has
+// released enough of them for n more bytes to stay within limit, and
+// reports whether they do, giving up as Wait does. The consumer releases
+// only what it has read of: every frame referring to a loan must have
+// been written first.
+func (t *Tx) WaitLoans(n, limit int, deadline time.Time) bool {
+	if t.arena == nil || n <= 0 || n > limit || !t.Waitable(1) {
+		return false
+	}
+	return t.wait(bellReturned, func(uint64) bool {
+		t.Reclaim()
+		return t.lentBytes+n <= limit
+	}, deadline)
+}
+
+// wait waits until fits, given the consumer's release position, says yes.
+// It sleeps on the header word that bell names (the release position or
+// the count of loans returned), which the consumer changes before it
+// rings the bell; a change of either counts as progress.
+func (t *Tx) wait(bell uint32, fits func(head uint64) bool, deadline time.Time) bool {
+	word := t.head
+	if bell == bellReturned {
+		word = t.returned
+	}
+	head, back := t.head.Load(), t.returned.Load()
 	if head > t.next {
 		t.stuck, t.stuckAt = true, head // nonsense: not to be waited on
 		return false
@@ -86,7 +120,7 @@ func (t *Tx) Wait(n int, deadline time.Time) bool {
 	moved := time.Now()
 	defer t.bell.Store(0)
 	for {
-		if _, _, ok := t.where(head, n); ok {
+		if fits(head) {
 			t.stuck = false
 			return true
 		}
@@ -104,17 +138,18 @@ func (t *Tx) Wait(n int, deadline time.Time) bool {
 			t.stuck, t.stuckAt = true, head
 			return false
 		}
-		t.bell.Store(1)
-		h := t.head.Load()
+		w := word.Load()
+		t.bell.Store(bell)
+		h, r := t.head.Load(), t.returned.Load()
 		switch {
-		case h == head:
-			futexSleep(&t.hdr[0], uint32(head), min(left, slice))
+		case h == head && r == back && word.Load() == w:
+			futexSleep((*byte)(unsafe.Pointer(word)), uint32(w), min(left, slice))
 			continue
 		case h < head || h > t.next:
 			t.stuck, t.stuckAt = true, h // nonsense: not to be waited on
 			return false
 		}
-		head, moved = h, now
+		head, back, moved = h, r, now
 	}
 }
 
@@ -139,10 +174,14 @@ func (t *Tx) unread() (int, bool) {
 	return q, err == nil && open
 }
 
-// ring wakes the producer if it waits (see Wait): the bell is up.
+// ring wakes the producer if it waits (see Wait): the bell is up, and
+// says which word it sleeps on.
 func (r *Rx) ring() {
-	if r.bell.Swap(0) != 0 {
+	switch r.bell.Swap(0) {
+	case bellHead:
 		futexWakeOne(&r.hdr[0])
+	case bellReturned:
+		futexWakeOne(&r.hdr[returnedOffset])
 	}
 }
 

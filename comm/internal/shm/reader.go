@@ -10,7 +10,7 @@ import (
 )
 
 // maxPending bounds the descriptors received and not yet taken: a peer
-// sends two per ring it offers, and offers one.
+// sends two per ring it offers, three with an arena, and offers one.
 const maxPending = 4
 
 // ErrDescriptors reports descriptors a peer sent that were not asked for.
@@ -110,6 +110,42 @@ func (r *Reader) TakeRing() (hfd, dfd int, ok bool) {
 	return hfd, dfd, true
 }
 
+// Accept is [Lazy.Accept] on a Reader: it takes the ring's two
+// descriptors and, when one more came with them (they come in one
+// message, and a connection carries one offer), the producer's arena.
+func (r *Reader) Accept(cur *Rx) (*Rx, error) {
+	hfd, dfd, ok := r.TakeRing()
+	if !ok {
+		return nil, errors.New("shm: a shared ring offered without its descriptors")
+	}
+	afd := -1
+	if len(r.fds) > 0 {
+		afd = r.fds[0]
+		r.fds = r.fds[1:]
+	}
+	if cur != nil {
+		Close(hfd, dfd)
+		if afd >= 0 {
+			Close(afd)
+		}
+		return nil, errors.New("shm: a second shared ring offered")
+	}
+	rx, err := Map(hfd, dfd, MaxRing)
+	if err != nil {
+		if afd >= 0 {
+			Close(afd)
+		}
+		return nil, err
+	}
+	if afd >= 0 {
+		if err := rx.mapArena(afd); err != nil {
+			rx.Close()
+			return nil, err
+		}
+	}
+	return rx, nil
+}
+
 // Close closes the descriptors not taken. It does not close the
 // connection.
 func (r *Reader) Close() {
@@ -190,15 +226,10 @@ func (l *Lazy) Accept(cur *Rx) (*Rx, error) {
 	if l == nil {
 		return nil, errors.New("shm: a shared ring offered over TCP")
 	}
-	hfd, dfd, ok := l.TakeRing()
-	if !ok {
+	if l.fds == nil {
 		return nil, errors.New("shm: a shared ring offered without its descriptors")
 	}
-	if cur != nil {
-		Close(hfd, dfd)
-		return nil, errors.New("shm: a second shared ring offered")
-	}
-	return Map(hfd, dfd, MaxRing)
+	return l.fds.Accept(cur)
 }
 
 // Close closes the descriptors received and not taken.

@@ -16,7 +16,8 @@ import (
 
 // headerSize is the size of a ring's header, a memfd of its own: the
 // consumer's release position is its first eight bytes, the producer's
-// doorbell (see Tx.Wait) the four at bellOffset.
+// doorbell (see Tx.Wait) the four at bellOffset, the count of arena
+// references released the eight at returnedOffset.
 const headerSize = 4096
 
 // MinPayload is the smallest payload worth a trip through the ring: below
@@ -130,6 +131,14 @@ func newMemfd(name string, size, extra int) (int, []byte, error) {
 
 func headOf(hdr []byte) *atomic.Uint64 { return (*atomic.Uint64)(unsafe.Pointer(&hdr[0])) }
 
+// returnedOffset is where the header holds the count of arena references
+// the consumer released (see Tx.Lend), on a cache line of its own.
+const returnedOffset = 128
+
+func returnedOf(hdr []byte) *atomic.Uint64 {
+	return (*atomic.Uint64)(unsafe.Pointer(&hdr[returnedOffset]))
+}
+
 // Tx is the producing side of a ring: a fresh header, shared writable
 // with the consumer, and a data area. Its methods are not safe for
 // concurrent use: the connection's writer calls them under the lock that
@@ -150,6 +159,21 @@ type Tx struct {
 	// stuckAt: Wait does not wait again until it moves.
 	stuck   bool
 	stuckAt uint64
+	// With an arena offered (Share), loans are the references to it the
+	// consumer has not released yet, oldest first; lent counts
+	// references made, lentBytes the bytes of those not released.
+	arena     *Arena
+	returned  *atomic.Uint64 // the consumer's count of references released
+	loans     []loan
+	lent      uint64
+	lentBytes int
+}
+
+// loan is one reference into the arena a consumer was sent.
+type loan struct {
+	seq  uint64 // its number: the consumer has released it once returned >= seq
+	n    int
+	done func()
 }
 
 // NewTx returns a ring of size data bytes, on a pooled area if there is
@@ -173,17 +197,19 @@ func NewTx(size int) (*Tx, error) {
 		live.Add(-int64(size))
 		return nil, err
 	}
-	return &Tx{hfd: hfd, hdr: hdr, head: headOf(hdr), bell: bellOf(hdr), area: a, data: a.mem}, nil
+	return &Tx{hfd: hfd, hdr: hdr, head: headOf(hdr), bell: bellOf(hdr), returned: returnedOf(hdr), area: a, data: a.mem}, nil
 }
 
 // Share makes a ring of size data bytes and offers it to the peer of c
-// with frame (see Tx.Offer). Errors: ErrBudget (try again later), those
-// of making or offering the ring (the ring is closed again).
-func Share(c *net.UnixConn, size int, frame []byte) (*Tx, error) {
+// with frame (see Tx.Offer), with arena when that is not nil (see
+// Tx.Lend). Errors: ErrBudget (try again later), those of making or
+// offering the ring (the ring is closed again).
+func Share(c *net.UnixConn, size int, frame []byte, arena *Arena) (*Tx, error) {
 	tx, err := NewTx(size)
 	if err != nil {
 		return nil, err
 	}
+	tx.arena = arena
 	if err := tx.Offer(c, frame); err != nil {
 		tx.Close()
 		return nil, err
@@ -192,7 +218,8 @@ func Share(c *net.UnixConn, size int, frame []byte) (*Tx, error) {
 }
 
 // Offer writes frame to c with the ring's descriptors attached (header,
-// then data), handing the ring to the peer.
+// then data, then the arena's if there is one), handing the ring to the
+// peer.
 func (t *Tx) Offer(c *net.UnixConn, frame []byte) error {
 	if t.hfd < 0 || t.area == nil {
 		return errors.New("shm: ring already offered or closed")
@@ -200,7 +227,11 @@ func (t *Tx) Offer(c *net.UnixConn, frame []byte) error {
 	if sc, err := c.SyscallConn(); err == nil {
 		t.sock = sc
 	}
-	n, _, err := c.WriteMsgUnix(frame, unix.UnixRights(t.hfd, t.area.fd), nil)
+	fds := []int{t.hfd, t.area.fd}
+	if t.arena != nil {
+		fds = append(fds, t.arena.fd)
+	}
+	n, _, err := c.WriteMsgUnix(frame, unix.UnixRights(fds...), nil)
 	unix.Close(t.hfd)
 	t.hfd = -1
 	if err == nil && n < len(frame) {
@@ -293,6 +324,49 @@ func (t *Tx) Put(p []byte) (pos uint64, ok bool) {
 	return pos, true
 }
 
+// ArenaRef marks a reference's position as one in the producer's arena
+// (Tx.Lend) rather than in the ring.
+const ArenaRef = 1 << 63
+
+// Lend makes a reference to p, n bytes at off in the arena, for a frame
+// the caller sends before any other reference, as with Put; done is
+// called once the consumer has released it (see Reclaim), or by Close.
+// It refuses (false) when there is no arena or when the references not
+// yet released would pass limit bytes.
+func (t *Tx) Lend(off uint64, n int, limit int, done func()) (pos uint64, ok bool) {
+	t.Reclaim()
+	if t.arena == nil || n <= 0 || t.lentBytes+n > limit {
+		return 0, false
+	}
+	t.lent++
+	t.lentBytes += n
+	t.loans = append(t.loans, loan{seq: t.lent, n: n, done: done})
+	return ArenaRef | off, true
+}
+
+// Lending reports whether the ring was offered with an arena.
+func (t *Tx) Lending() bool { return t.arena != nil }
+
+// Reclaim ends the loans the consumer has released. A count that makes no
+// sense (ahead of the references made) ends none.
+func (t *Tx) Reclaim() {
+	if len(t.loans) == 0 {
+		return
+	}
+	r := t.returned.Load()
+	if r > t.lent {
+		return
+	}
+	i := 0
+	for ; i < len(t.loans) && t.loans[i].seq <= r; i++ {
+		t.lentBytes -= t.loans[i].n
+		t.loans[i].done()
+	}
+	if i > 0 {
+		t.loans = append(t.loans[:0], t.loans[i:]...)
+	}
+}
+
 // Held returns the n bytes put at pos while the consumer has not
 // released them, whose room no Put reuses until it does; false once it
 // has, or when pos and n are not a payload's place. The caller reads them
@@ -309,11 +383,35 @@ func (t *Tx) Held(pos uint64, n int) ([]byte, bool) {
 	return t.data[idx : idx+uint64(n)], true
 }
 
+// EndLoans ends the loans the consumer has released, and the others too
+// when consumerGone says that it no longer reads them (it closed the
+// connection). Otherwise those are kept for good: a consumer still
+// running may yet read them, so the lender must never reuse their bytes.
+// It returns the bytes so kept. Call it before Close, with Lend not
+// running.
+func (t *Tx) EndLoans(consumerGone bool) (kept int) {
+	if t.returned == nil {
+		return 0
+	}
+	t.Reclaim()
+	if consumerGone {
+		for _, l := range t.loans {
+			l.done()
+		}
+	} else {
+		kept = t.lentBytes
+	}
+	t.loans, t.lentBytes = nil, 0
+	return kept
+}
+
 // Close ends the ring. Its area goes back to the pool when the consumer
 // has released every byte put (it holds no reference any more, and its
 // read-only mapping cannot write to the area), and is freed otherwise.
-// The caller must make sure Put is not running.
+// Loans still open are kept for good (see EndLoans). The caller must
+// make sure Put and Lend are not running.
 func (t *Tx) Close() error {
+	t.loans = nil
 	if t.hfd >= 0 {
 		unix.Close(t.hfd)
 		t.hfd = -1
@@ -328,7 +426,7 @@ func (t *Tx) Close() error {
 		t.area.free()
 	}
 	err := unix.Munmap(t.hdr)
-	t.area, t.data, t.hdr, t.head, t.bell = nil, nil, nil, nil, nil
+	t.area, t.data, t.hdr, t.head, t.bell, t.returned = nil, nil, nil, nil, nil, nil
 	return err
 }
 
@@ -340,6 +438,12 @@ type Rx struct {
 	head *atomic.Uint64
 	bell *atomic.Uint32 // the producer's doorbell (see Tx.Wait)
 	last uint64         // the end of the last reference viewed
+	// arena is the producer's arena, read-only, when it offered one;
+	// borrowed counts the references to it viewed, returned those
+	// released (the header's word at returnedOffset).
+	arena    []byte
+	returned *atomic.Uint64
+	borrowed uint64
 }
 
 // MaxRing bounds the data of a ring a peer may offer.
@@ -372,7 +476,28 @@ func Map(hfd, dfd, max int) (*Rx, error) {
 		unix.Munmap(hdr)
 		return nil, fmt.Errorf("shm: mmap: %w", err)
 	}
-	return &Rx{hdr: hdr, data: data, head: headOf(hdr), bell: bellOf(hdr)}, nil
+	return &Rx{hdr: hdr, data: data, head: headOf(hdr), bell: bellOf(hdr), returned: returnedOf(hdr)}, nil
+}
+
+// mapArena maps the arena whose descriptor came with the ring, taking
+// ownership of it: a memfd sealed against shrinking of at most MaxArena
+// bytes, mapped read-only and not populated (its pages fault in, many
+// at a time, as references are first read).
+func (r *Rx) mapArena(fd int) error {
+	defer unix.Close(fd)
+	size, err := sealedSize(fd)
+	if err != nil {
+		return err
+	}
+	if size <= 0 || size > MaxArena || size%pageSize != 0 {
+		return fmt.Errorf("%w: arena of %d bytes", ErrRing, size)
+	}
+	mem, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("shm: mmap: %w", err)
+	}
+	r.arena = mem
+	return nil
 }
 
 // sealedSize returns the size of a memfd sealed against shrinking.
@@ -410,6 +535,9 @@ func (r *Rx) Resolve(ref []byte) ([]byte, error) {
 // them: one that overlaps an earlier one, or reaches outside the ring, is
 // an error.
 func (r *Rx) View(pos uint64, n int) ([]byte, error) {
+	if pos&ArenaRef != 0 {
+		return r.borrow(pos&^ArenaRef, n)
+	}
 	size := uint64(len(r.data))
 	if n <= 0 || uint64(n) > size || pos < r.last {
 		return nil, fmt.Errorf("%w: %d bytes at %d (ring of %d, next at least %d)", ErrRef, n, pos, size, r.last)
@@ -422,10 +550,23 @@ func (r *Rx) View(pos uint64, n int) ([]byte, error) {
 	return r.data[idx : idx+uint64(n)], nil
 }
 
+// borrow returns the n bytes at off of the producer's arena, a reference
+// made by Tx.Lend.
+func (r *Rx) borrow(off uint64, n int) ([]byte, error) {
+	if r.arena == nil || n <= 0 || off > uint64(len(r.arena)) || uint64(n) > uint64(len(r.arena))-off {
+		return nil, fmt.Errorf("%w: %d bytes at %d of an arena of %d", ErrRef, n, off, len(r.arena))
+	}
+	r.borrowed++
+	return r.arena[off : off+uint64(n)], nil
+}
+
 // Release gives back to the producer every byte viewed so far, and wakes
 // it if it waits for room (see Tx.Wait); when it does not, that costs an
 // atomic load.
 func (r *Rx) Release() {
+	if r.borrowed != 0 {
+		r.returned.Store(r.borrowed)
+	}
 	r.head.Store(r.last)
 	if r.bell.Load() != 0 {
 		r.ring()
@@ -438,6 +579,13 @@ func (r *Rx) Close() error {
 		return nil
 	}
 	err := errors.Join(unix.Munmap(r.data), unix.Munmap(r.hdr))
-	r.hdr, r.data = nil, nil
+	if r.arena != nil {
+		err = errors.Join(err, unix.Munmap(r.arena))
+	}
+	r.hdr, r.data, r.arena = nil, nil, nil
 	return err
 }
+
+// Borrowed returns how many references to the producer's arena the
+// consumer has viewed.
+func (r *Rx) Borrowed() uint64 { return r.borrowed }

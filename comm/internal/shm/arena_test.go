@@ -1,0 +1,201 @@
+package shm
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/pispace/pispace/comm/internal/unixtest"
+)
+
+const slot = 64 << 10
+
+// lending sets up an arena of n slots and a ring offered with it, and
+// returns the arena and both sides of the ring.
+func lending(t *testing.T, n int) (*Arena, *Tx, *Rx) {
+	t.Helper()
+	a, err := NewArena(slot, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	p, c := unixtest.Pair(t)
+	if !SameUser(p) {
+		t.Fatal("SameUser: false for a pair of this process's sockets")
+	}
+	tx, err := Share(p, 64<<10, []byte("ring"), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Close() })
+	r := NewReader(c)
+	t.Cleanup(r.Close)
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		t.Fatal(err)
+	}
+	rx, err := r.Accept(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rx.Close() })
+	if rx.arena == nil {
+		t.Fatal("the arena did not come with the ring")
+	}
+	return a, tx, rx
+}
+
+func TestArenaSlots(t *testing.T) {
+	a, err := NewArena(slot, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var got [][]byte
+	for range 3 {
+		b := a.Alloc(slot)
+		if len(b) != slot || cap(b) != slot {
+			t.Fatalf("Alloc: len %d cap %d, want %d", len(b), cap(b), slot)
+		}
+		got = append(got, b)
+	}
+	if b := a.Alloc(slot); b != nil {
+		t.Fatal("Alloc past the last slot gave a buffer")
+	}
+	if b := a.Alloc(slot / 2); b != nil {
+		t.Fatal("Alloc of another size gave a buffer")
+	}
+	for i, b := range got {
+		off, ok := a.Offset(b[10:20])
+		if !ok || off != uint64(i*slot+10) {
+			t.Fatalf("Offset of slot %d + 10: %d %v", i, off, ok)
+		}
+	}
+	if _, ok := a.Offset(a.mem[slot-1 : slot+1]); ok {
+		t.Fatal("Offset of bytes across two slots")
+	}
+	if _, ok := a.Offset(make([]byte, 10)); ok {
+		t.Fatal("Offset of heap bytes")
+	}
+	if a.Free(make([]byte, slot)) {
+		t.Fatal("Free took a heap buffer")
+	}
+	got[1][0] = 7
+	if !a.Free(got[1]) {
+		t.Fatal("Free refused its own slot")
+	}
+	b := a.Alloc(slot)
+	if &b[0] != &got[1][0] {
+		t.Fatal("the freed slot was not handed out again")
+	}
+	if b[0] != 0 {
+		t.Fatalf("a freed slot reads %d, want its memory given back (zeros)", b[0])
+	}
+}
+
+func TestLentBytesAreReadInPlaceUntilReleased(t *testing.T) {
+	a, tx, rx := lending(t, 4)
+	seg := a.Alloc(slot)
+	for i := range seg {
+		seg[i] = byte(i * 7)
+	}
+	var done []int
+	lend := func(i, from, n int) uint64 {
+		t.Helper()
+		off, ok := a.Offset(seg[from : from+n])
+		if !ok {
+			t.Fatal("Offset failed")
+		}
+		pos, ok := tx.Lend(off, n, 3*slot/2, func() { done = append(done, i) })
+		if !ok {
+			t.Fatalf("Lend %d refused", i)
+		}
+		return pos
+	}
+	p1 := lend(1, 0, slot/2)
+	ringed := bytes.Repeat([]byte{9}, 20<<10)
+	rpos, ok := tx.Put(ringed) // ring references interleave with loans
+	if !ok {
+		t.Fatal("Put failed")
+	}
+	p2 := lend(2, slot/2, slot/2)
+	if _, ok := tx.Lend(0, slot, 3*slot/2, func() {}); ok {
+		t.Fatal("Lend past the limit accepted")
+	}
+
+	v1, err := rx.View(p1, slot/2)
+	if err != nil || !bytes.Equal(v1, seg[:slot/2]) {
+		t.Fatalf("view of loan 1: %v", err)
+	}
+	seg[0]++ // the consumer reads the lender's bytes themselves: no copy was made
+	if v1[0] != seg[0] {
+		t.Fatal("the view is a copy")
+	}
+	if v, err := rx.View(rpos, len(ringed)); err != nil || !bytes.Equal(v, ringed) {
+		t.Fatalf("ring view between loans: %v", err)
+	}
+	tx.Reclaim()
+	if len(done) != 0 {
+		t.Fatalf("loans %v ended before any release", done)
+	}
+	rx.Release()
+	tx.Reclaim()
+	if len(done) != 1 || done[0] != 1 {
+		t.Fatalf("after releasing loan 1: ended %v", done)
+	}
+	if v2, err := rx.View(p2, slot/2); err != nil || !bytes.Equal(v2, seg[slot/2:]) {
+		t.Fatalf("view of loan 2: %v", err)
+	}
+	if rx.Borrowed() != 2 {
+		t.Fatalf("Borrowed %d, want 2", rx.Borrowed())
+	}
+	if kept := tx.EndLoans(false); kept != slot/2 || len(done) != 1 {
+		t.Fatalf("EndLoans(false) with loan 2 viewed, not released: kept %d, ended %v", kept, done)
+	}
+}
+
+func TestEndLoansWhenTheConsumerIsGone(t *testing.T) {
+	_, tx, _ := lending(t, 2)
+	n := 0
+	for range 3 {
+		if _, ok := tx.Lend(0, 1000, slot, func() { n++ }); !ok {
+			t.Fatal("Lend refused")
+		}
+	}
+	if kept := tx.EndLoans(true); kept != 0 || n != 3 {
+		t.Fatalf("EndLoans(true): kept %d, %d of 3 ended", kept, n)
+	}
+}
+
+func TestProducerIgnoresNonsenseReturnCount(t *testing.T) {
+	_, tx, _ := lending(t, 2)
+	n := 0
+	tx.Lend(0, 100, slot, func() { n++ })
+	tx.returned.Store(5) // more than were lent
+	tx.Reclaim()
+	if n != 0 {
+		t.Fatal("a return count ahead of the loans ended one")
+	}
+}
+
+func TestBadArenaReferences(t *testing.T) {
+	_, _, rx := lending(t, 2)
+	for _, c := range []struct {
+		pos uint64
+		n   int
+	}{
+		{ArenaRef | 2*slot, 1},      // past the end
+		{ArenaRef | slot, slot + 1}, // reaches past the end
+		{ArenaRef, 0},               // empty
+		{ArenaRef | 1<<62, 1},       // far out
+	} {
+		if _, err := rx.View(c.pos, c.n); !errors.Is(err, ErrRef) {
+			t.Errorf("View(%#x, %d): %v, want ErrRef", c.pos, c.n, err)
+		}
+	}
+	_, rx2, _ := offered(t, 64<<10) // a ring offered without an arena
+	if _, err := rx2.View(ArenaRef, 10); !errors.Is(err, ErrRef) {
+		t.Errorf("arena reference on a ring without an arena: %v, want ErrRef", err)
+	}
+}
