@@ -40,6 +40,8 @@ const (
 // FlagShared marks a data frame (TWrite, TData) whose bytes lie in the
 // sender's shared ring: its data part is then a reference, two uvarints
 // (the bytes' position in the ring and their count), see AppendSharedData.
+// A position with its top bit set is an offset in the arena the sender
+// offered with its ring (shm.ArenaRef).
 const FlagShared uint16 = 1
 
 // Version is the protocol version carried in Hello.

@@ -30,6 +30,12 @@
 // against writable mappings other than its producer's, so a former
 // consumer that still maps it can only read it.
 //
+// A producer that keeps the bytes anyway (a comm server's cache) may
+// offer an [Arena] with its ring: its buffers live in one memfd that the
+// consumer maps read-only, and a frame then references them in place
+// ([Tx.Lend]) with no copy at all, the producer keeping them until the
+// consumer has released the frame.
+//
 // The ring carries bytes, never trust: the consumer checks every reference
 // against the ring's bounds and against the order of earlier ones, and a
 // producer ignores a release position that makes no sense. A peer that

@@ -328,11 +328,11 @@ func (t *Tx) Put(p []byte) (pos uint64, ok bool) {
 // (Tx.Lend) rather than in the ring.
 const ArenaRef = 1 << 63
 
-// Lend makes a reference to p, n bytes at off in the arena, for a frame
+// Lend makes a reference to the n bytes at off in the arena, for a frame
 // the caller sends before any other reference, as with Put; done is
-// called once the consumer has released it (see Reclaim), or by Close.
-// It refuses (false) when there is no arena or when the references not
-// yet released would pass limit bytes.
+// called once the consumer has released it (by Reclaim, which every Lend
+// calls first), or by EndLoans. It refuses (false) when there is no
+// arena or when the references not yet released would pass limit bytes.
 func (t *Tx) Lend(off uint64, n int, limit int, done func()) (pos uint64, ok bool) {
 	t.Reclaim()
 	if t.arena == nil || n <= 0 || t.lentBytes+n > limit {
