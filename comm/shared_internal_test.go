@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -537,5 +538,88 @@ func TestCacheReadsBorrowServerSegments(t *testing.T) {
 			t.Fatalf("%d frames borrowed with no arena", borrowed)
 		}
 		r.Close()
+	}
+}
+
+// TestLentSegmentOutlivesTrimAndReuse: bytes a reader holds in place in
+// the server's arena stay intact while other clients trim that instance
+// away and fill the store with new bytes: the server reuses a segment's
+// buffer only once the reader has released the frame, and never when it
+// cut the reader's session (the reader may still be reading).
+func TestLentSegmentOutlivesTrimAndReuse(t *testing.T) {
+	needHost(t)
+	for _, cut := range []bool{false, true} {
+		lentSurvives(t, cut)
+	}
+}
+
+func lentSurvives(t *testing.T, cut bool) {
+	const total = 8 << 20
+	_, addr := commtest.StartServer(t, server.Config{MemoryBytes: 64 << 20})
+	var spaces [2]*Space
+	for i := range spaces {
+		c, err := New(Config{Servers: []string{addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if spaces[i], err = c.OpenSpace(testCtx(t), "lent"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw, sr := spaces[0], spaces[1]
+	ctx := testCtx(t)
+	old := bytesOf(1, total)
+	publish(t, sw, "old", old)
+	r, err := sr.Attach(ctx, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// Read until a frame comes as a loan, and stop 10 bytes into it.
+	buf := make([]byte, 64<<10)
+	off := 0
+	for r.cc == nil || r.cc.rx == nil || r.cc.rx.Borrowed() == 0 {
+		n, err := r.ReadContext(ctx, buf[:min(len(buf), total-off)])
+		if err != nil {
+			t.Fatalf("at %d: %v", off, err)
+		}
+		if !bytes.Equal(buf[:n], old[off:off+n]) {
+			t.Fatalf("bytes at %d differ", off)
+		}
+		off += n
+		if off == total {
+			t.Fatal("no frame came as a loan")
+		}
+	}
+	held := len(r.pending)
+	if held < 64<<10 {
+		t.Fatalf("only %d bytes of the loan left to read", held)
+	}
+	if cut {
+		// A frame of an unknown wire version: the server closes the
+		// session with loans outstanding. Drain the socket to its end, so
+		// that the close has happened before the store is touched.
+		raw := r.cc.c
+		raw.Write(make([]byte, 64))
+		raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, raw); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("draining the cut connection: %v", err)
+		}
+	}
+
+	// Another client trims everything, and new bytes fill the store.
+	if _, err := sw.Trim(ctx, r.info.Instance, 0, total); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, sw, "new", bytesOf(9, 3*total))
+
+	for end := off + held; off < end; {
+		n := copy(buf[:min(len(buf), end-off)], r.pending)
+		r.pending = r.pending[n:]
+		if !bytes.Equal(buf[:n], old[off:off+n]) {
+			t.Fatalf("cut %v: lent bytes at %d changed after the trim", cut, off)
+		}
+		off += n
 	}
 }

@@ -366,3 +366,81 @@ func stressSegment(s *cache.Store, keys *stressKeys, rng *rand.Rand, done <-chan
 		release()
 	}
 }
+
+// slab is a Config.Memory of n whole segment buffers that records what it
+// hands out and takes back.
+type slab struct {
+	mu    sync.Mutex
+	free  [][]byte
+	mine  map[*byte]bool
+	freed int
+}
+
+func newSlab(n, size int) *slab {
+	s := &slab{mine: map[*byte]bool{}}
+	for range n {
+		b := make([]byte, size)
+		s.free = append(s.free, b)
+		s.mine[&b[0]] = true
+	}
+	return s
+}
+
+func (s *slab) Alloc(size int) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.free) == 0 || len(s.free[0]) != size {
+		return nil
+	}
+	b := s.free[len(s.free)-1]
+	s.free = s.free[:len(s.free)-1]
+	return b
+}
+
+func (s *slab) Free(b []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(b) == 0 || !s.mine[&b[:1][0]] {
+		return false
+	}
+	s.free = append(s.free, b[:cap(b)])
+	s.freed++
+	return true
+}
+
+func (s *slab) counts() (free, freed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.free), s.freed
+}
+
+// TestMemoryProvidesSegmentBuffers: with Config.Memory, whole segment
+// buffers come from it while it has any, then from the heap; every
+// buffer the store lets go of (past what it recycles, and at Close) goes
+// back to it, and only its own.
+func TestMemoryProvidesSegmentBuffers(t *testing.T) {
+	m := newSlab(4, seg)
+	s, err := cache.Open(cache.Config{MemoryBytes: 64 * seg, SegmentSize: seg, RecycleBytes: -1, Memory: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := cache.Key{Space: "m", Instance: 1}
+	src := pattern(1, 0, 10*seg)
+	appendAll(t, s, k, src) // the first segment grows from the heap up to a whole buffer from m
+	if free, _ := m.counts(); free != 0 {
+		t.Fatalf("%d of 4 buffers still free after 10 segments", free)
+	}
+	mustEqual(t, "stream over slab and heap buffers", readAll(t, s, k, seg/3), src)
+	mustDelete(t, s, k)
+	if free, freed := m.counts(); free != 4 || freed != 4 {
+		t.Fatalf("after Delete without recycling: %d free, %d given back; want 4 and 4", free, freed)
+	}
+
+	appendAll(t, s, k, src)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if free, _ := m.counts(); free != 4 {
+		t.Fatalf("after Close: %d of 4 buffers back", free)
+	}
+}
