@@ -55,8 +55,20 @@ type conn struct {
 	fds *shm.Lazy
 	rx  *shm.Rx
 	// Bytes of large pieces sent through the ring, and sent inline for
-	// want of room in it (for tests). Guarded by wmu.
-	ringBytes, ringMissed int64
+	// want of room in it, and placed in the server's arena (for tests).
+	// Guarded by wmu.
+	ringBytes, ringMissed, arenaBytes int64
+	// askedArena: a TArena went out (see askArena). slot is the slot of
+	// the server's arena being filled, for segment slotSeg of instance
+	// slotInst of slotSpace, at arena offset slotOff (see place).
+	// Guarded by wmu.
+	askedArena bool
+	badArena   bool
+	slot       []byte
+	slotOff    uint64
+	slotSpace  string
+	slotInst   uint64
+	slotSeg    int64
 }
 
 // dial connects to a server, or to a writer's direct-path listener, at
@@ -316,21 +328,19 @@ func (c *conn) reusable() bool {
 }
 
 // fitness ranks an idle connection for a new user that writes large
-// payloads (ring) or reads them: 2 with the ring that carries them (ours
-// to the peer, or the peer's to us), 1 with no ring, 0 with only the
-// other kind. Nothing reads an idle connection, so rx is safe to look at
-// under wmu, which takeRing holds to set it.
+// payloads (ring) or reads them. A writer wants its own ring to the peer:
+// 2 with it, 1 without (the server's ring and arena, which every writer
+// asks for, do not count). A reader wants the peer's ring to it and
+// should leave writers' rings alone: 2 with the peer's ring and none of
+// ours, 1 with neither, 0 with ours. Nothing reads an idle connection, so
+// rx is safe to look at under wmu, which takeRing holds to set it.
 func (c *conn) fitness(ring bool) int {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	mine, other := c.tx != nil, c.rx != nil
-	if !ring {
-		mine, other = other, mine
-	}
 	switch {
-	case mine:
+	case ring && c.tx != nil, !ring && c.rx != nil && c.tx == nil:
 		return 2
-	case !other:
+	case ring, c.tx == nil:
 		return 1
 	}
 	return 0

@@ -199,7 +199,13 @@ func publish(t *testing.T, sw *Space, name string, p []byte) {
 // the given direct-path settings, and opens one space in each.
 func pipeline(t *testing.T, mod func(*Config)) (*Space, *Space, *Client, *Client) {
 	t.Helper()
-	_, addr := commtest.StartServer(t, server.Config{})
+	return pipelineOn(t, server.Config{}, mod)
+}
+
+// pipelineOn is pipeline on a server configured with scfg.
+func pipelineOn(t *testing.T, scfg server.Config, mod func(*Config)) (*Space, *Space, *Client, *Client) {
+	t.Helper()
+	_, addr := commtest.StartServer(t, scfg)
 	var spaces [2]*Space
 	var clients [2]*Client
 	for i := range spaces {

@@ -61,45 +61,73 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 		c.offerRing() // before this call's frames: after every byte written so far
 	}
 	bufs, hdr := c.wbufs[:0], c.whdr[:0]
+	var err error
 	for _, p := range pieces {
-		start, n := len(hdr), len(p.data)
 		if p.put {
+			start := len(hdr)
 			hdr = proto.AppendSharedData(hdr, t, req, space, inst, p.off, p.pos, p.n)
 			bufs = append(bufs, hdr[start:len(hdr):len(hdr)])
 			continue
 		}
-		switch {
-		case n < shm.MinPayload:
-		case c.tx == nil:
-			c.big += int64(n)
-		default:
-			pos, ok := c.tx.Put(p.data)
-			if !ok && c.waitRoom && c.tx.Waitable(n) {
-				var err error
-				if bufs, hdr, err = c.ringRoom(bufs, hdr, n, deadline); err != nil {
-					return err
+		// Segment by segment: into the segment's slot of the server's arena
+		// when it has one (also a small end of a large piece, which begins
+		// the next segment's slot), else through the ring or inline.
+		arena := t == proto.TWrite && len(p.data) >= shm.MinPayload
+		for len(p.data) > 0 {
+			m := len(p.data)
+			if arena {
+				if pos, k, ok := c.placeSegment(space, inst, p.off, p.data); ok {
+					start := len(hdr)
+					hdr = proto.AppendSharedData(hdr, t, req, space, inst, p.off, pos, k)
+					bufs = append(bufs, hdr[start:len(hdr):len(hdr)])
+					p.off, p.data = p.off+int64(k), p.data[k:]
+					continue
 				}
-				start = 0
-				pos, ok = c.tx.Put(p.data)
+				m = c.segmentRest(p.off, m)
 			}
-			if ok {
-				hdr = proto.AppendSharedData(hdr, t, req, space, inst, p.off, pos, n)
-				bufs = append(bufs, hdr[start:len(hdr):len(hdr)])
-				c.ringBytes += int64(n)
-				continue
+			if bufs, hdr, err = c.appendPiece(bufs, hdr, t, req, space, inst, p.off, p.data[:m], deadline); err != nil {
+				return err
 			}
-			c.ringMissed += int64(n)
+			p.off, p.data = p.off+int64(m), p.data[m:]
 		}
-		hdr = proto.AppendDataHeader(hdr, t, req, space, inst, p.off, n)
-		bufs = append(bufs, hdr[start:len(hdr):len(hdr)], p.data)
 	}
 	if len(extra) > 0 {
 		bufs = append(bufs, extra)
 	}
 	c.wbufs, c.whdr = bufs, hdr
-	_, err := bufs.WriteTo(c.c) // consumes its copy of the slice, not c.wbufs
-	clear(c.wbufs)              // drop references to the callers' buffers
+	_, err = bufs.WriteTo(c.c) // consumes its copy of the slice, not c.wbufs
+	clear(c.wbufs)             // drop references to the callers' buffers
 	return err
+}
+
+// appendPiece adds to bufs (whose headers are in hdr) the data frame for
+// the bytes at off: through the ring when there is one with room (or,
+// waiting for room, gets it), inline otherwise. wmu must be held.
+func (c *conn) appendPiece(bufs net.Buffers, hdr []byte, t wire.Type, req uint32, space string, inst uint64, off int64, data []byte, deadline time.Time) (net.Buffers, []byte, error) {
+	start, n := len(hdr), len(data)
+	switch {
+	case n < shm.MinPayload:
+	case c.tx == nil:
+		c.big += int64(n)
+	default:
+		pos, ok := c.tx.Put(data)
+		if !ok && c.waitRoom && c.tx.Waitable(n) {
+			var err error
+			if bufs, hdr, err = c.ringRoom(bufs, hdr, n, deadline); err != nil {
+				return bufs, hdr, err
+			}
+			start = 0
+			pos, ok = c.tx.Put(data)
+		}
+		if ok {
+			hdr = proto.AppendSharedData(hdr, t, req, space, inst, off, pos, n)
+			c.ringBytes += int64(n)
+			return append(bufs, hdr[start:len(hdr):len(hdr)]), hdr, nil
+		}
+		c.ringMissed += int64(n)
+	}
+	hdr = proto.AppendDataHeader(hdr, t, req, space, inst, off, n)
+	return append(bufs, hdr[start:len(hdr):len(hdr)], data), hdr, nil
 }
 
 // ringRoom waits for room for n bytes in the ring (shm.Tx.Wait) after
@@ -129,12 +157,36 @@ func (c *conn) ringRoom(bufs net.Buffers, hdr []byte, n int, deadline time.Time)
 // were put, so the caller writes these pieces' frames before any frame
 // for bytes put after them, and must not call it while a writeData for
 // earlier bytes may still put some.
-func (c *conn) putNow(ps []piece, off int64, p []byte, chunk int) ([]piece, bool) {
+func (c *conn) putNow(ps []piece, off int64, p []byte, chunk int, space string, inst uint64) ([]piece, bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if head, ok := c.arenaSplit(space, inst, off, len(p)); ok && (head == 0 || c.tx != nil && c.tx.Fits(head, chunk)) {
+		had := len(ps)
+		if ps, ok = c.putRing(ps, off, p[:head], chunk); ok {
+			for q, o := p[head:], off+int64(head); len(q) > 0; {
+				pos, n, ok := c.place(space, inst, o, q[:min(len(q), chunk)])
+				if !ok {
+					break
+				}
+				ps = append(ps, piece{off: o, put: true, pos: pos, n: n})
+				q, o = q[n:], o+int64(n)
+				if len(q) == 0 {
+					return ps, true
+				}
+			}
+		}
+		ps = ps[:had] // nothing sent refers to what was put or placed; the ring's room comes back with the next release
+		return ps, false
+	}
 	if c.tx == nil || !c.tx.Fits(len(p), chunk) {
 		return ps, false
 	}
+	return c.putRing(ps, off, p, chunk)
+}
+
+// putRing is putNow into the ring, once its room is known to take p.
+// wmu must be held.
+func (c *conn) putRing(ps []piece, off int64, p []byte, chunk int) ([]piece, bool) {
 	for len(p) > 0 {
 		n := min(len(p), chunk)
 		pos, ok := c.tx.Put(p[:n])
@@ -154,7 +206,7 @@ func (c *conn) putNow(ps []piece, off int64, p []byte, chunk int) ([]piece, bool
 func (c *conn) appendHeld(out []byte, p piece, lo, hi int) ([]byte, bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.tx == nil {
+	if c.tx == nil || p.pos&shm.ArenaRef != 0 { // the server's: it may be reused once it has the bytes
 		return out, false
 	}
 	b, ok := c.tx.Held(p.pos, p.n)
@@ -194,6 +246,99 @@ func (c *conn) offerRing() {
 	}
 	c.ringSize = 0 // from here on, one try only
 	c.tx = tx      // nil when it could not be made or offered
+}
+
+// askArena asks the server, on a Unix socket to it, for its ring and
+// arena (TArena), so that this connection's writes can go straight into
+// the cache's segments (see place); the reads switch to keeping
+// descriptors first. Call it before the writer's Create, while nothing
+// reads the connection. The server offers only to a client of its user.
+func (c *conn) askArena() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.slot = nil // a new writer starts with no slot: the server may have ended the last one
+	if c.askedArena || c.fds == nil || c.rx != nil {
+		return
+	}
+	c.askedArena = true
+	c.fds.Switch()
+	c.c.Write(proto.AppendMsg(nil, proto.TArena, 0, nil)) // a failure shows in the Create that follows
+}
+
+// arenaSplit reports whether the n bytes at off of instance inst of
+// space can go into slots of the server's arena, all but the first head
+// bytes: the bytes of each segment they touch go into the slot for that
+// segment, which is the current one, or one the server has given when
+// they begin the segment (past the first). The head is the rest of a
+// segment begun without a slot, which goes through the ring or inline.
+// wmu must be held.
+func (c *conn) arenaSplit(space string, inst uint64, off int64, n int) (head int, ok bool) {
+	if c.rx == nil || c.rx.SlotSize() == 0 || n <= 0 || c.badArena {
+		return 0, false
+	}
+	size := int64(c.rx.SlotSize())
+	first := off / size // the first segment that needs a slot given
+	switch {
+	case c.slot != nil && c.slotSpace == space && c.slotInst == inst && c.slotSeg == first:
+		first++
+	case first == 0 || off%size != 0:
+		head = int(min(int64(n), size-off%size)) // no slot for this segment's rest
+		first++
+	}
+	last := (off + int64(n) - 1) / size
+	if head == n || int(last-first+1) > c.rx.Slots() {
+		return 0, false
+	}
+	return head, true
+}
+
+// placeSegment places the first bytes of p, those of the segment off is
+// in, in that segment's slot of the server's arena (see place), when
+// there is one: the current slot, or a slot given when off begins the
+// segment (past the first). wmu must be held.
+func (c *conn) placeSegment(space string, inst uint64, off int64, p []byte) (uint64, int, bool) {
+	if c.rx == nil || c.rx.SlotSize() == 0 || c.badArena {
+		return 0, 0, false
+	}
+	size := int64(c.rx.SlotSize())
+	seg := off / size
+	if !(c.slot != nil && c.slotSpace == space && c.slotInst == inst && c.slotSeg == seg) &&
+		(seg == 0 || off%size != 0 || c.rx.Slots() == 0) {
+		return 0, 0, false
+	}
+	return c.place(space, inst, off, p)
+}
+
+// segmentRest returns how many of n bytes at off lie in off's segment of
+// the server's arena, n when there is no arena. wmu must be held.
+func (c *conn) segmentRest(off int64, n int) int {
+	if c.rx == nil || c.rx.SlotSize() == 0 {
+		return n
+	}
+	size := int64(c.rx.SlotSize())
+	return int(min(int64(n), size-off%size))
+}
+
+// place copies the first bytes of p, those of the segment off is in, to
+// where that segment's slot holds them, taking a new slot when off
+// begins the segment, and returns their position (an shm.ArenaRef one)
+// and count; false when it takes no slot (fits said yes, so the server
+// gave one that is not a slot of its arena: the connection places
+// nothing more). wmu must be held.
+func (c *conn) place(space string, inst uint64, off int64, p []byte) (uint64, int, bool) {
+	size := int64(c.rx.SlotSize())
+	seg, at := off/size, int(off%size)
+	if c.slot == nil || c.slotSpace != space || c.slotInst != inst || c.slotSeg != seg {
+		b, aoff, ok := c.rx.Take()
+		if !ok || at != 0 {
+			c.slot, c.badArena = nil, true
+			return 0, 0, false
+		}
+		c.slot, c.slotOff, c.slotSpace, c.slotInst, c.slotSeg = b, aoff, space, inst, seg
+	}
+	n := copy(c.slot[at:], p)
+	c.arenaBytes += int64(n)
+	return shm.ArenaRef | (c.slotOff + uint64(at)), n, true
 }
 
 // next returns the next frame, taking in a shared ring the peer offers on

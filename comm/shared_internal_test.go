@@ -59,8 +59,10 @@ func writeThenRead(t *testing.T, sw, sr *Space, name string, payload []byte, chu
 }
 
 // TestWriterUsesSharedRing: a writer's large writes to a server of its
-// host go through a shared ring, and the cache holds exactly the bytes; a
-// reader of the cache gets them through the server's ring.
+// host go through a shared ring, when the server has no arena to take
+// them in place (see TestWritesGoStraightIntoSegments), and the cache
+// holds exactly the bytes; a reader of the cache gets them through the
+// server's ring.
 // With a ring smaller than a write's first piece (400 KiB writes are sent
 // as 256 and 144 KiB; the ring holds 200), that piece goes inline, never
 // waiting for room it cannot have, and the other through the ring; the
@@ -73,7 +75,7 @@ func TestWriterUsesSharedRing(t *testing.T) {
 		write int
 	}{{"default", 0, 200 << 10}, {"small", 200 << 10, 400 << 10}} {
 		t.Run(c.name, func(t *testing.T) {
-			sw, sr, _, _ := pipeline(t, func(cfg *Config) { cfg.SharedRing = c.ring })
+			sw, sr, _, _ := pipelineOn(t, server.Config{Lend: -1}, func(cfg *Config) { cfg.SharedRing = c.ring })
 			w, r := writeThenRead(t, sw, sr, "ring", bytesOf(7, 12<<20+333), c.write)
 			if !isUnix(w.c) {
 				t.Fatalf("writer's cache connection is %T, want a Unix socket", w.c.c)
@@ -621,5 +623,139 @@ func lentSurvives(t *testing.T, cut bool) {
 			t.Fatalf("cut %v: lent bytes at %d changed after the trim", cut, off)
 		}
 		off += n
+	}
+}
+
+// TestWritesGoStraightIntoSegments: a writer of the server's host writes
+// past its first segment into slots of the server's arena, which become
+// the cache's segments (no copy in the server): large writes and writes
+// of a message's size, byte-identical when read by a reader attached
+// while the writer writes and by one attached after it closed.
+func TestWritesGoStraightIntoSegments(t *testing.T) {
+	needHost(t)
+	const total = 24 << 20
+	for _, chunk := range []int{1 << 20, 100_000, 3 << 20} {
+		for _, live := range []bool{true, false} {
+			sw, sr, _, _ := pipeline(t, nil)
+			ctx := testCtx(t)
+			payload := bytesOf(byte(chunk), total)
+			w, err := sw.Create(ctx, "into")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan []byte, 1)
+			readAll := func() {
+				r, err := sr.Attach(ctx, "into")
+				if err != nil {
+					t.Error(err)
+					got <- nil
+					return
+				}
+				defer r.Close()
+				b, err := io.ReadAll(r)
+				if err != nil {
+					t.Error(err)
+				}
+				got <- b
+			}
+			if live {
+				go readAll()
+			}
+			for off := 0; off < total; off += chunk {
+				if _, err := w.Write(payload[off:min(off+chunk, total)]); err != nil {
+					t.Fatal(err)
+				}
+				// The server has handled the write, and given new slots,
+				// when Flush returns: the next write finds them.
+				if err := w.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !live {
+				readAll()
+			}
+			if b := <-got; !bytes.Equal(b, payload) {
+				t.Fatalf("chunk %d, live %v: read %d bytes, differing from the %d written", chunk, live, len(b), total)
+			}
+			w.c.wmu.Lock()
+			placed, ringed := w.c.arenaBytes, w.c.ringBytes
+			w.c.wmu.Unlock()
+			t.Logf("chunk %d, live %v: %d bytes into the server's segments, %d through the ring", chunk, live, placed, ringed)
+			// All but the first segment, the first write (whose large
+			// payload makes the server offer the arena) and the rest of
+			// the segment it ends in.
+			if placed < total-int64(max(chunk, 1<<20))-1<<20 {
+				t.Fatalf("chunk %d: only %d of %d bytes written into the server's segments", chunk, placed, total)
+			}
+		}
+	}
+}
+
+// TestBadArenaWrites: a write reference into the server's arena that is
+// not where a slot given to the writer holds the segment's bytes closes
+// that connection with a protocol error; another client is served
+// throughout.
+func TestBadArenaWrites(t *testing.T) {
+	needHost(t)
+	for _, c := range []struct {
+		name string
+		ref  func(slot uint64, size int) (off int64, pos uint64)
+	}{
+		{"no slot given", func(slot uint64, size int) (int64, uint64) { return 3 << 20, shm.ArenaRef | (slot + 64*uint64(size)) }},
+		{"not where the segment holds it", func(slot uint64, size int) (int64, uint64) { return 3<<20 + 7, shm.ArenaRef | (slot + 8) }},
+		{"across the slot's end", func(slot uint64, size int) (int64, uint64) {
+			return 4<<20 - 50, shm.ArenaRef | (slot + uint64(size) - 50)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sw, sr, _, _ := pipeline(t, nil)
+			ctx := testCtx(t)
+			w, err := sw.Create(ctx, "bad")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(bytesOf(1, 3<<20)); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			wc := w.c
+			wc.wmu.Lock()
+			rx := wc.rx
+			var slot uint64
+			var size int
+			ok := rx != nil && rx.Slots() > 0
+			if ok {
+				size = rx.SlotSize()
+				_, slot, ok = rx.Take() // the writer's next slot, given by the server
+			}
+			wc.wmu.Unlock()
+			if !ok {
+				t.Fatal("the writer has no slot of the server's arena")
+			}
+			off, pos := c.ref(slot, size)
+			wc.wmu.Lock()
+			_, err = wc.c.Write(proto.AppendSharedData(nil, proto.TWrite, 0, "direct", w.info.Instance, off, pos, 100))
+			wc.wmu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(ctx); !errors.Is(err, ErrProtocol) {
+				t.Fatalf("Close after a bad arena write: %v, want a protocol error", err)
+			}
+			publish(t, sr, "good", bytesOf(2, 2<<20)) // the server serves the other client
+			r, err := sw.Attach(ctx, "good")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if b, err := io.ReadAll(r); err != nil || !bytes.Equal(b, bytesOf(2, 2<<20)) {
+				t.Fatalf("the other client's channel: %v", err)
+			}
+		})
 	}
 }

@@ -53,6 +53,7 @@ func newWriter(ctx context.Context, s *Space, name string, o createOpts) (*Write
 		direct = s.c.direct.addr()
 		s.c.direct.beginCreate()
 	}
+	c.askArena()
 	info, err := c.callInfo(ctx, proto.TCreate, &proto.Create{Space: s.name, Name: name, Elem: uint8(o.elem),
 		Key: o.key, DirectAddr: direct, Attrs: o.attrs})
 	if err != nil {
@@ -556,7 +557,7 @@ func (cs *cacheSender) queueShared(off int64, p []byte) bool {
 	if off != cs.end {
 		panic(fmt.Sprintf("comm: cache queue at %d, write at %d", cs.end, off))
 	}
-	puts, ok := cs.c.putNow(cs.puts[:0], off, p, cs.chunk)
+	puts, ok := cs.c.putNow(cs.puts[:0], off, p, cs.chunk, cs.space, cs.inst)
 	if !ok {
 		return false
 	}

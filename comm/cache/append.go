@@ -54,7 +54,7 @@ func (s *Store) Append(k Key, off int64, p []byte) (length int64, err error) {
 	}
 	defer s.ops.Done()
 	for {
-		n, ev, length, err := s.appendStep(st, off, p)
+		n, ev, length, _, err := s.appendStep(st, off, p, nil)
 		s.fire(k, ev)
 		if err == nil {
 			err = s.maybeSpill()
@@ -73,11 +73,14 @@ func (s *Store) Append(k Key, off int64, p []byte) (length int64, err error) {
 // appendStep handles the part of p that lies within the segment holding
 // off: it compares it with stored bytes or appends it. It returns how many
 // bytes of p it consumed (at least one unless p is empty or on error).
-func (s *Store) appendStep(st *stream, off int64, p []byte) (int, sealEvent, int64, error) {
+// With own set (AppendOwned), a fresh tail may take own as its buffer
+// (see appendTail), returned pinned for the caller.
+func (s *Store) appendStep(st *stream, off int64, p []byte, own []byte) (int, sealEvent, int64, *buffer, error) {
 	st.wmu.Lock()
 	defer st.wmu.Unlock()
 	var n int
 	var ev sealEvent
+	var taken *buffer
 	var err error
 	switch length := st.length; {
 	case st.deleted:
@@ -90,9 +93,9 @@ func (s *Store) appendStep(st *stream, off int64, p []byte) (int, sealEvent, int
 	case st.sealed:
 		err = fmt.Errorf("%w: length %d", ErrSealed, length)
 	default:
-		n, ev, err = s.appendTail(st, p)
+		n, ev, taken, err = s.appendTail(st, p, own)
 	}
-	return n, ev, st.length, err
+	return n, ev, st.length, taken, err
 }
 
 // compare checks the bytes of p that lie below the stream's length and
@@ -124,27 +127,37 @@ func (s *Store) compare(st *stream, off int64, p []byte) (int, error) {
 }
 
 // appendTail appends as much of p as fits in the open tail segment,
-// opening one if needed, and freezes the tail when it fills up. st.wmu must
-// be held.
-func (s *Store) appendTail(st *stream, p []byte) (int, sealEvent, error) {
+// opening one if needed, and freezes the tail when it fills up. A fresh
+// tail takes own as its buffer when it is a whole segment buffer and the
+// memory bound allows (see AppendOwned), and returns it pinned. Bytes
+// already in place (p in the tail's buffer where they belong) are not
+// copied. st.wmu must be held.
+func (s *Store) appendTail(st *stream, p []byte, own []byte) (int, sealEvent, *buffer, error) {
 	size := s.cfg.SegmentSize
 	buf, tb := st.tail, st.tailBuf
 	fresh := buf == nil
 	l := len(buf)
 	n := min(len(p), size-l)
-	if l+n > cap(buf) {
+	var taken *buffer
+	if fresh && len(st.segs) > 0 && len(own) == size && cap(own) == size && s.take(size) {
+		tb, buf = &buffer{b: own}, own[:0]
+		tb.state.Store(1) // pinned for AppendOwned's caller
+		taken = tb
+	} else if l+n > cap(buf) {
 		need := l + n
 		if fresh && len(st.segs) > 0 {
 			need = size // the stream has filled a segment: expect another
 		}
 		nb, err := s.grow(buf, need)
 		if err != nil {
-			return 0, sealEvent{}, err
+			return 0, sealEvent{}, nil, err
 		}
 		tb, buf = nb, nb.b[:l] // a replaced smaller buffer is never recycled: readers may still copy from it
 	}
 	buf = buf[:l+n]
-	copy(buf[l:], p[:n]) // beyond the published length: no reader looks here
+	if n > 0 && &buf[l] != &p[0] {
+		copy(buf[l:], p[:n]) // beyond the published length: no reader looks here
+	}
 	var seg *segment
 	if fresh {
 		seg = &segment{st: st, index: len(st.segs)}
@@ -168,7 +181,59 @@ func (s *Store) appendTail(st *stream, p []byte) (int, sealEvent, error) {
 	if ev.seg != nil {
 		s.makeResident(seg)
 	}
-	return n, ev, nil
+	return n, ev, taken, nil
+}
+
+// take counts a whole segment buffer coming into use in memBytes, unless
+// a memory-only store would pass its bound.
+func (s *Store) take(size int) bool {
+	if m := s.memBytes.Add(int64(size)); s.runDir == "" && m > s.cfg.MemoryBytes {
+		s.memBytes.Add(-int64(size))
+		return false
+	}
+	s.trimFree()
+	return true
+}
+
+// AppendOwned is Append of p, the bytes at off of k's stream, which lie
+// in buf, a whole segment buffer from TakeBuffer: when off begins a
+// segment other than the first and k's stream has reached it, the
+// segment takes buf as its buffer instead of copying p, and AppendOwned
+// returns the buffer pinned (unpin, to be called once, when the caller's
+// peer no longer writes into buf). Otherwise (unpin nil) it appends as
+// Append does, and buf stays the caller's. p must lie within one segment.
+// Later bytes of that segment written into buf where they belong are
+// appended without a copy. Errors: those of Append.
+func (s *Store) AppendOwned(k Key, off int64, buf, p []byte) (length int64, unpin func(), err error) {
+	size := int64(s.cfg.SegmentSize)
+	if off <= 0 || off%size != 0 || len(p) == 0 || len(p) > len(buf) || &buf[0] != &p[0] {
+		length, err = s.Append(k, off, p)
+		return length, nil, err
+	}
+	st, err := s.acquireOrCreate(k, false)
+	if err != nil {
+		length, err = s.Append(k, off, p) // its error
+		return length, nil, err
+	}
+	n, ev, length, taken, err := s.appendStep(st, off, p, buf)
+	s.ops.Done()
+	s.fire(k, ev)
+	if err == nil {
+		err = s.maybeSpill()
+	}
+	if err == nil && n < len(p) { // not a tail it could take: the rest as Append does
+		length, err = s.Append(k, off+int64(n), p[n:])
+	}
+	if err != nil {
+		if taken != nil {
+			s.unpin(taken)
+		}
+		return length, nil, fmt.Errorf("cache: append %v at %d: %w", k, off, err)
+	}
+	if taken == nil {
+		return length, nil, nil
+	}
+	return length, func() { s.unpin(taken) }, nil
 }
 
 // freezeEvent freezes seg (see freeze) and returns its seal event, the

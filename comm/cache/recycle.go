@@ -80,6 +80,28 @@ func (s *Store) fresh() []byte {
 	return make([]byte, size)
 }
 
+// TakeBuffer returns a whole segment buffer for AppendOwned: a free one,
+// else a fresh one (from Config.Memory when it has one), faulted in. It
+// is not counted in Stats until a segment takes it; one it does not take
+// goes back with GiveBuffer.
+func (s *Store) TakeBuffer() []byte {
+	b := s.takeFree()
+	if b == nil {
+		b = s.fresh()
+		populate(b)
+	}
+	s.wantPrefill()
+	return b
+}
+
+// GiveBuffer takes back a buffer from TakeBuffer that no segment took,
+// once nothing uses it any more.
+func (s *Store) GiveBuffer(b []byte) {
+	if !s.recycle(b) {
+		s.letGo(b)
+	}
+}
+
 // letGo lets a buffer go for good: back to Config.Memory if it came from
 // there, to the garbage collector otherwise.
 func (s *Store) letGo(b []byte) {

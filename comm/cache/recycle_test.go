@@ -444,3 +444,61 @@ func TestMemoryProvidesSegmentBuffers(t *testing.T) {
 		t.Fatalf("after Close: %d of 4 buffers back", free)
 	}
 }
+
+// TestAppendOwned: a segment begun with AppendOwned takes the caller's
+// buffer (pinned until unpinned), and later bytes written into it where
+// they belong are appended in place; anywhere else the bytes are copied
+// and the buffer stays the caller's.
+func TestAppendOwned(t *testing.T) {
+	m := newSlab(8, seg)
+	s, err := cache.Open(cache.Config{MemoryBytes: 64 * seg, SegmentSize: seg, RecycleBytes: -1, Memory: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := cache.Key{Space: "o", Instance: 1}
+	src := pattern(1, 0, 3*seg)
+	appendAll(t, s, k, src[:seg]) // the first segment: never taken
+
+	buf := s.TakeBuffer()
+	if len(buf) != seg {
+		t.Fatalf("TakeBuffer: %d bytes", len(buf))
+	}
+	copy(buf[:100], src[seg:seg+100])
+	n, unpin, err := s.AppendOwned(k, seg, buf, buf[:100])
+	if err != nil || n != seg+100 || unpin == nil {
+		t.Fatalf("AppendOwned at a segment's start = %d, unpin %v, %v", n, unpin != nil, err)
+	}
+	copy(buf[100:seg], src[seg+100:2*seg]) // the rest where it belongs: no copy
+	if n, err := s.Append(k, seg+100, buf[100:seg]); err != nil || n != 2*seg {
+		t.Fatalf("Append in place = %d, %v", n, err)
+	}
+	buf[5] ^= 0xff // the segment is buf itself
+	want := bytes.Clone(src[:2*seg])
+	want[seg+5] ^= 0xff
+	mustEqual(t, "segment taken from the caller", readAll(t, s, k, seg/3), want)
+	buf[5] ^= 0xff
+
+	// Mid-segment, or over bytes the stream has: copied, buffer kept.
+	other := s.TakeBuffer()
+	copy(other[10:], src[2*seg:2*seg+50])
+	if _, unpin, err := s.AppendOwned(k, 2*seg, other[10:], other[10:60]); err != nil || unpin != nil {
+		t.Fatalf("AppendOwned not at the buffer's start: unpin %v, %v", unpin != nil, err)
+	}
+	if _, unpin, err := s.AppendOwned(k, seg, other, src[seg:seg+10]); err != nil || unpin != nil {
+		t.Fatalf("AppendOwned of a replay: unpin %v, %v", unpin != nil, err)
+	}
+	other[10] ^= 0xff
+	mustEqual(t, "copied bytes", readAll(t, s, k, seg)[2*seg:], src[2*seg:2*seg+50])
+	s.GiveBuffer(other)
+
+	// The pinned buffer outlives the stream, then goes back.
+	mustDelete(t, s, k)
+	if free, _ := m.counts(); free != 7 {
+		t.Fatalf("%d of 8 buffers free with the taken one pinned, want 7", free)
+	}
+	unpin()
+	if free, _ := m.counts(); free != 8 {
+		t.Fatalf("%d of 8 buffers free after unpin", free)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,18 @@ type session struct {
 	tx     *shm.Tx
 	noRing bool
 	big    int64 // bytes of large data frames sent while there is no ring (shm.After)
+	// wantRing asks the writing goroutine to offer the ring now (TArena);
+	// offered is the ring once offered, for the reading goroutine.
+	wantRing atomic.Bool
+	offered  atomic.Pointer[shm.Tx]
+	// Slots of the arena given to the client to write in (see slots.go),
+	// by arena offset and by instance. A slotUse's fields are the reading
+	// goroutine's.
+	arenaAsked bool // TArena came, and no large write yet (the reading goroutine's)
+	slotMu     sync.Mutex
+	wantSlots  bool
+	slots      map[uint64]*slotUse
+	slotsOf    map[cache.Key][]uint64
 
 	ctrlMu  sync.Mutex
 	ctrlQ   []outFrame    // control frames queued, at most ctrlQueue
@@ -128,6 +141,9 @@ func (ss *session) serve() {
 	close(ss.stop)
 	ss.s.drv.unregister(ss)
 	ss.wg.Wait()
+	if kept := ss.closeSlots(ss.clientClosed(err)); kept > 0 {
+		log.Warn("arena slots kept for good: the client may still write into them", "slots", kept, "err", err)
+	}
 	if ss.tx != nil {
 		// A client that closed its end reads nothing lent any more; one
 		// the server cut off may still be reading (see shm.Tx.EndLoans).
@@ -295,6 +311,8 @@ func (ss *session) dispatchRef(f wire.Frame) error {
 			return err
 		}
 		ss.onTrim(f.Req, m)
+	case proto.TArena:
+		ss.onArena()
 	default:
 		return fmt.Errorf("%w: unexpected frame type %d", wire.ErrProtocol, f.Type)
 	}
@@ -355,13 +373,23 @@ func (ss *session) onWrite(f wire.Frame) error {
 	if err != nil {
 		return err
 	}
+	key := cache.Key{Space: space, Instance: inst}
+	if ss.arenaAsked && (f.Flags&proto.FlagShared != 0 || len(data) >= shm.MinPayload) {
+		ss.startArena()
+	}
 	if f.Flags&proto.FlagShared != 0 {
+		pos, n, err := proto.SharedRef(data)
+		if err != nil {
+			return err
+		}
+		if pos&shm.ArenaRef != 0 {
+			return ss.onArenaWrite(f.Req, key, off, pos&^shm.ArenaRef, n)
+		}
 		if data, err = ss.rx.Resolve(data); err != nil {
 			return err
 		}
 		defer ss.rx.Release() // the store has copied the bytes by then
 	}
-	key := cache.Key{Space: space, Instance: inst}
 	if !ss.isWriter(key) {
 		ss.sendError(f.Req, proto.CodeNotWriter, fmt.Sprintf("session does not write instance %d of space %q", inst, space))
 		return nil
@@ -371,14 +399,7 @@ func (ss *session) onWrite(f wire.Frame) error {
 		ss.sendError(f.Req, codeOf(err), fmt.Sprintf("write at offset %d: %v", off, err))
 		return nil
 	}
-	// Only parked readers need to hear of the growth, and only the lookup
-	// service can wake them; the lengths the lookup service reports are
-	// read from the store (driver.info). A stream counts itself as parked
-	// before it looks at the store one last time (waitData), so either it
-	// sees these bytes or this sees it.
-	if ss.s.hasWaiters(key) {
-		ss.post(space, f.Req, lookup.Appended{Instance: lookup.InstanceID(inst), Length: n})
-	}
+	ss.appended(f.Req, key, off+int64(len(data)), n)
 	return nil
 }
 
@@ -400,6 +421,7 @@ func (ss *session) onClose(req uint32, m proto.Close) {
 	}
 	// Sealed: nothing more to write. A client keeps its connections for
 	// its next channels, so the session forgets the instance.
+	ss.endSlots(key, -1)
 	ss.mu.Lock()
 	delete(ss.writers, key)
 	ss.mu.Unlock()
@@ -586,7 +608,9 @@ func (ss *session) write(bufs net.Buffers, sent []outFrame) (net.Buffers, []outF
 
 // ringDue reports whether the session should offer its ring now (see
 // offerRing).
-func (ss *session) ringDue() bool { return ss.tx == nil && !ss.noRing && ss.big >= shm.After }
+func (ss *session) ringDue() bool {
+	return ss.tx == nil && !ss.noRing && (ss.big >= shm.After || ss.wantRing.Load())
+}
 
 // offerRing sets up the session's ring for read replies and offers it to
 // the client, once the session has sent shm.After bytes of replies large
@@ -605,7 +629,11 @@ func (ss *session) offerRing() {
 	if ss.s.arena != nil && shm.SameUser(uc) {
 		arena = ss.s.arena
 	}
-	tx, err := shm.Share(uc, ss.s.cfg.SharedRing, proto.AppendMsg(nil, proto.TRing, 0, nil), arena)
+	size := ss.s.cfg.SharedRing
+	if ss.big < shm.After { // asked for by a writer (TArena), for its slots: large replies go as loans
+		size = min(size, arenaRing)
+	}
+	tx, err := shm.Share(uc, size, proto.AppendMsg(nil, proto.TRing, 0, nil), arena)
 	if errors.Is(err, shm.ErrBudget) {
 		ss.big = 0 // the process's rings use their budget: try again later
 		return
@@ -616,7 +644,13 @@ func (ss *session) offerRing() {
 		return
 	}
 	ss.tx = tx
+	ss.offered.Store(tx)
+	ss.refill() // a writer that asked (TArena) finds slots with the ring
 }
+
+// arenaRing is the size of the ring offered to a writer that asked for
+// the arena before the session sent large replies.
+const arenaRing = 256 << 10
 
 // flushControl writes the control frames still queued (a final error,
 // typically) before the connection closes.

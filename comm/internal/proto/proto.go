@@ -35,6 +35,7 @@ const (
 	TSubscribe  wire.Type = 19 // reader -> writer (direct path): Subscribe -> TData..., TEOF
 	TRing       wire.Type = 20 // Unix sockets only: the sender's shared ring (comm/internal/shm), its descriptor attached; no body, no reply
 	TTrim       wire.Type = 21 // Trim -> TOK with Trimmed
+	TArena      wire.Type = 22 // Unix sockets only, client -> server: offer your ring with its arena, and give me slots to write in; no body, no reply
 )
 
 // FlagShared marks a data frame (TWrite, TData) whose bytes lie in the

@@ -4,26 +4,31 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// An Arena is memory a process lends to the consumers of its rings: a
+// An Arena is memory a process shares with the consumers of its rings: a
 // memfd of fixed-size slots, mapped writable by its owner, whose slots
 // hold data the owner keeps anyway (a comm server's cache segments).
-// Offered with a ring ([Share]), it is mapped read-only by the consumer,
-// and a data frame may then carry a reference into it ([Tx.Lend]): the
-// consumer reads the bytes where the owner keeps them, and the owner
-// makes no copy at all. The owner must not reuse lent bytes until the
-// consumer has released them; the ring's header carries the count of
-// references released (see Tx.Lend).
+// Offered with a ring ([Share]), it is mapped by the consumer (once per
+// process, however many connections it comes on), and works both ways:
+// a data frame to the consumer may carry a reference into it ([Tx.Lend]),
+// the consumer reading the bytes where the owner keeps them; and the
+// owner may give the consumer slots to fill ([Tx.Give], [Rx.Take]), the
+// consumer's data frames then referring to bytes it wrote there, which
+// the owner keeps where they are. Either way the owner copies nothing.
+// It must not reuse lent bytes until the consumer has released them, nor
+// a given slot until the consumer is done writing it.
 //
 // An arena holds the data of every space the owner serves, so it is
 // offered only to a peer running as the same user (SO_PEERCRED), which
-// could read the owner's memory anyway (/proc/PID/mem). It is sealed
-// against resizing only: a slot the owner lets go of is punched out of
-// the memfd, giving its memory back, which a write seal would forbid.
+// could read and write the owner's memory anyway (/proc/PID/mem). It is
+// sealed against resizing only: a slot the owner lets go of is punched
+// out of the memfd, giving its memory back, which a write seal would
+// forbid, and consumers write the slots they are given.
 type Arena struct {
 	fd   int
 	mem  []byte
@@ -119,6 +124,9 @@ func (a *Arena) index(p []byte) (int, bool) {
 	return int(off) / a.slot, true
 }
 
+// SlotSize returns the size of the arena's slots.
+func (a *Arena) SlotSize() int { return a.slot }
+
 // Offset returns where p lies in the arena, when it lies wholly in one
 // slot of it.
 func (a *Arena) Offset(p []byte) (uint64, bool) {
@@ -151,6 +159,104 @@ func (a *Arena) Close() error {
 	err := unix.Munmap(a.mem) // a.mem stays: Offset compares addresses only
 	unix.Close(a.fd)
 	return err
+}
+
+// The header of a ring offered with an arena also holds the arena's slot
+// size and a queue of slots the producer gives the consumer to fill
+// (Tx.Give, Rx.Take): a writer copies its bytes into a slot and sends
+// references to them, and the producer (a comm server) takes the slot as
+// the cache segment they belong to, copying nothing. The queue is one
+// producer, one consumer: the producer writes an entry, then advances
+// slotsPut; the consumer reads entries below it, then advances
+// slotsTaken.
+const (
+	slotSizeOffset   = 192
+	slotsPutOffset   = 256
+	slotsTakenOffset = 320
+	slotQueueOffset  = 384
+	// SlotQueue is how many slots the queue holds.
+	SlotQueue = 64
+)
+
+func slotSizeOf(hdr []byte) *atomic.Uint64 { return wordAt(hdr, slotSizeOffset) }
+
+func wordAt(hdr []byte, off int) *atomic.Uint64 {
+	return (*atomic.Uint64)(unsafe.Pointer(&hdr[off]))
+}
+
+// Give puts the slot at arena offset off in the consumer's queue; false
+// when the queue is full or there is no arena. Only one goroutine may
+// give; it may be another than the one using the ring's other methods.
+func (t *Tx) Give(off uint64) bool {
+	if t.arena == nil {
+		return false
+	}
+	put, taken := wordAt(t.hdr, slotsPutOffset), wordAt(t.hdr, slotsTakenOffset)
+	p := put.Load()
+	if p-taken.Load() >= SlotQueue {
+		return false
+	}
+	wordAt(t.hdr, slotQueueOffset+8*int(p%SlotQueue)).Store(off)
+	put.Store(p + 1)
+	return true
+}
+
+// Queued returns how many given slots the consumer has not taken; a
+// count that makes no sense reads as a full queue.
+func (t *Tx) Queued() int {
+	if t.arena == nil {
+		return SlotQueue
+	}
+	p, k := wordAt(t.hdr, slotsPutOffset).Load(), wordAt(t.hdr, slotsTakenOffset).Load()
+	if k > p || p-k > SlotQueue {
+		return SlotQueue
+	}
+	return int(p - k)
+}
+
+// SlotSize returns the size of the arena's slots, 0 without an arena.
+func (r *Rx) SlotSize() int { return r.slot }
+
+// Slots returns how many slots the producer has given and the consumer
+// not yet taken.
+func (r *Rx) Slots() int {
+	if r.arena == nil {
+		return 0
+	}
+	p := wordAt(r.hdr, slotsPutOffset).Load()
+	if p < r.took || p-r.took > SlotQueue {
+		return 0
+	}
+	return int(p - r.took)
+}
+
+// Take takes the next slot given (see Tx.Give): the slot's bytes, to be
+// written, and its offset in the arena. False when none is there, or the
+// producer's entry is not a slot of the arena.
+func (r *Rx) Take() ([]byte, uint64, bool) {
+	if r.Slots() == 0 {
+		return nil, 0, false
+	}
+	off := wordAt(r.hdr, slotQueueOffset+8*int(r.took%SlotQueue)).Load()
+	r.took++
+	wordAt(r.hdr, slotsTakenOffset).Store(r.took)
+	if off%uint64(r.slot) != 0 || off >= uint64(len(r.arena)) {
+		return nil, 0, false
+	}
+	b := r.arena[off : off+uint64(r.slot) : off+uint64(r.slot)]
+	populate(b)
+	return b, off, true
+}
+
+// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14).
+const madvPopulateWrite = 23
+
+// populate maps b's pages writable in this process in one system call,
+// where writing them would fault once per page: a slot the producer
+// faulted in is still unmapped here the first time. Errors (an older
+// kernel) are ignored: the pages then fault in as they are written.
+func populate(b []byte) {
+	unix.Madvise(b, madvPopulateWrite)
 }
 
 // SameUser reports whether the peer of c runs as this process's user

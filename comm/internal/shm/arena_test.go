@@ -199,3 +199,61 @@ func TestBadArenaReferences(t *testing.T) {
 		t.Errorf("arena reference on a ring without an arena: %v, want ErrRef", err)
 	}
 }
+
+func TestSlotQueue(t *testing.T) {
+	a, tx, rx := lending(t, 2*SlotQueue)
+	if rx.SlotSize() != slot {
+		t.Fatalf("SlotSize %d, want %d", rx.SlotSize(), slot)
+	}
+	if _, _, ok := rx.Take(); ok {
+		t.Fatal("Take from an empty queue")
+	}
+	for i := range SlotQueue {
+		if !tx.Give(uint64(i * slot)) {
+			t.Fatalf("Give %d refused", i)
+		}
+	}
+	if tx.Give(0) || tx.Queued() != SlotQueue || rx.Slots() != SlotQueue {
+		t.Fatalf("full queue: Give accepted more, or Queued %d / Slots %d", tx.Queued(), rx.Slots())
+	}
+	for i := range 3 {
+		b, off, ok := rx.Take()
+		if !ok || off != uint64(i*slot) || len(b) != slot || cap(b) != slot {
+			t.Fatalf("Take %d: off %d len %d ok %v", i, off, len(b), ok)
+		}
+		b[0] = byte(i + 1) // the consumer writes the producer's slot itself
+		if s := a.mem[i*slot : (i+1)*slot]; s[0] != byte(i+1) {
+			t.Fatal("a taken slot is not the producer's memory")
+		}
+	}
+	if tx.Queued() != SlotQueue-3 {
+		t.Fatalf("Queued %d after 3 taken", tx.Queued())
+	}
+	// A producer's entry that is not a slot is refused, and skipped.
+	for range SlotQueue - 3 {
+		rx.Take()
+	}
+	tx.Give(slot + 1)
+	tx.Give(uint64(len(a.mem)))
+	tx.Give(slot)
+	for i, want := range []bool{false, false, true} {
+		if _, _, ok := rx.Take(); ok != want {
+			t.Fatalf("entry %d: Take %v, want %v", i, ok, want)
+		}
+	}
+	// A count that makes no sense reads as a full queue / no slot.
+	wordAt(tx.hdr, slotsTakenOffset).Store(1 << 40)
+	if tx.Queued() != SlotQueue || tx.Give(0) {
+		t.Fatal("a consumer's count ahead of the producer's is trusted")
+	}
+}
+
+func TestNoSlotsWithoutArena(t *testing.T) {
+	tx, rx, _ := offered(t, 64<<10)
+	if tx.Give(0) || rx.Slots() != 0 || rx.SlotSize() != 0 {
+		t.Fatal("slots without an arena")
+	}
+	if _, _, ok := rx.Take(); ok {
+		t.Fatal("Take without an arena")
+	}
+}

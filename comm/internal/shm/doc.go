@@ -32,9 +32,11 @@
 //
 // A producer that keeps the bytes anyway (a comm server's cache) may
 // offer an [Arena] with its ring: its buffers live in one memfd that the
-// consumer maps read-only, and a frame then references them in place
+// consumer maps too, and a frame then references them in place
 // ([Tx.Lend]) with no copy at all, the producer keeping them until the
-// consumer has released the frame.
+// consumer has released the frame. The producer may also give the
+// consumer slots of the arena to write in ([Tx.Give], [Rx.Take]), through
+// a queue in the ring's header, for bytes travelling the other way.
 //
 // The ring carries bytes, never trust: the consumer checks every reference
 // against the ring's bounds and against the order of earlier ones, and a

@@ -210,6 +210,15 @@ func (l *Lazy) count(n int) {
 	}
 }
 
+// Switch makes the reads from now on keep descriptors, before a peer
+// asked for a ring (a TArena request) may offer one. It must not be
+// called while a read is in progress.
+func (l *Lazy) Switch() {
+	if l != nil && l.fds == nil {
+		l.fds = NewReader(l.c)
+	}
+}
+
 // TakeRing is [Reader.TakeRing]; before the switch nothing can have come.
 func (l *Lazy) TakeRing() (hfd, dfd int, ok bool) {
 	if l.fds == nil {

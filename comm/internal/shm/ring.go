@@ -210,6 +210,9 @@ func Share(c *net.UnixConn, size int, frame []byte, arena *Arena) (*Tx, error) {
 		return nil, err
 	}
 	tx.arena = arena
+	if arena != nil {
+		slotSizeOf(tx.hdr).Store(uint64(arena.slot))
+	}
 	if err := tx.Offer(c, frame); err != nil {
 		tx.Close()
 		return nil, err
@@ -438,12 +441,19 @@ type Rx struct {
 	head *atomic.Uint64
 	bell *atomic.Uint32 // the producer's doorbell (see Tx.Wait)
 	last uint64         // the end of the last reference viewed
-	// arena is the producer's arena, read-only, when it offered one;
-	// borrowed counts the references to it viewed, returned those
-	// released (the header's word at returnedOffset).
+	// arena is the producer's arena when it offered one, arenaMap the
+	// process's mapping of it; borrowed counts the references to it
+	// viewed, returned those released (the header's word at
+	// returnedOffset).
 	arena    []byte
+	arenaMap *sharedMap
 	returned *atomic.Uint64
 	borrowed uint64
+	// slot is the arena's slot size; took counts the slots taken from
+	// the header's queue (see Tx.Give). Take is called by the writing
+	// side, not the reading one.
+	slot int
+	took uint64
 }
 
 // MaxRing bounds the data of a ring a peer may offer.
@@ -481,8 +491,9 @@ func Map(hfd, dfd, max int) (*Rx, error) {
 
 // mapArena maps the arena whose descriptor came with the ring, taking
 // ownership of it: a memfd sealed against shrinking of at most MaxArena
-// bytes, mapped read-only and not populated (its pages fault in, many
-// at a time, as references are first read).
+// bytes, a whole number of the slots the header states, mapped writable
+// (a writer fills slots it is given, see Take) and not populated (its
+// pages fault in, many at a time, as they are first used).
 func (r *Rx) mapArena(fd int) error {
 	defer unix.Close(fd)
 	size, err := sealedSize(fd)
@@ -492,12 +503,72 @@ func (r *Rx) mapArena(fd int) error {
 	if size <= 0 || size > MaxArena || size%pageSize != 0 {
 		return fmt.Errorf("%w: arena of %d bytes", ErrRing, size)
 	}
-	mem, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return fmt.Errorf("shm: mmap: %w", err)
+	slot := slotSizeOf(r.hdr).Load()
+	if slot == 0 || slot%pageSize != 0 || uint64(size)%slot != 0 {
+		return fmt.Errorf("%w: arena of %d bytes in slots of %d", ErrRing, size, slot)
 	}
-	r.arena = mem
+	m, err := mapShared(fd, int(size))
+	if err != nil {
+		return err
+	}
+	r.arena, r.arenaMap, r.slot = m.mem, m, int(slot)
 	return nil
+}
+
+// A process maps each arena once, however many of its connections to the
+// arena's owner are offered it: the pages a connection has touched are
+// then mapped for the others too, where a mapping of its own would fault
+// them in again (16 at a time) for every connection the pool hands out.
+var mapped struct {
+	sync.Mutex
+	m map[[2]uint64]*sharedMap // by the memfd's device and inode
+}
+
+type sharedMap struct {
+	key  [2]uint64
+	mem  []byte
+	refs int
+}
+
+// mapShared returns the process's mapping of the arena fd, of size bytes,
+// mapping it the first time; release it once with unmapShared.
+func mapShared(fd, size int) (*sharedMap, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("shm: fstat: %w", err)
+	}
+	key := [2]uint64{uint64(st.Dev), st.Ino}
+	mapped.Lock()
+	defer mapped.Unlock()
+	if m := mapped.m[key]; m != nil && len(m.mem) == size {
+		m.refs++
+		return m, nil
+	}
+	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("shm: mmap: %w", err)
+	}
+	m := &sharedMap{key: key, mem: mem, refs: 1}
+	if mapped.m == nil {
+		mapped.m = map[[2]uint64]*sharedMap{}
+	}
+	if old := mapped.m[key]; old == nil {
+		mapped.m[key] = m
+	}
+	return m, nil
+}
+
+// unmapShared drops a reference to m, unmapping it with the last.
+func unmapShared(m *sharedMap) error {
+	mapped.Lock()
+	defer mapped.Unlock()
+	if m.refs--; m.refs > 0 {
+		return nil
+	}
+	if mapped.m[m.key] == m {
+		delete(mapped.m, m.key)
+	}
+	return unix.Munmap(m.mem)
 }
 
 // sealedSize returns the size of a memfd sealed against shrinking.
@@ -579,10 +650,10 @@ func (r *Rx) Close() error {
 		return nil
 	}
 	err := errors.Join(unix.Munmap(r.data), unix.Munmap(r.hdr))
-	if r.arena != nil {
-		err = errors.Join(err, unix.Munmap(r.arena))
+	if r.arenaMap != nil {
+		err = errors.Join(err, unmapShared(r.arenaMap))
 	}
-	r.hdr, r.data, r.arena = nil, nil, nil
+	r.hdr, r.data, r.arena, r.arenaMap = nil, nil, nil, nil
 	return err
 }
 
