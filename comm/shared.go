@@ -62,6 +62,11 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 	}
 	bufs, hdr := c.wbufs[:0], c.whdr[:0]
 	var err error
+	total := 0
+	for _, p := range pieces {
+		total += len(p.data)
+	}
+	fresh := total >= slotMin // a large write: it may take new slots
 	for _, p := range pieces {
 		if p.put {
 			start := len(hdr)
@@ -76,7 +81,7 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 		for len(p.data) > 0 {
 			m := len(p.data)
 			if arena {
-				if pos, k, ok := c.placeSegment(space, inst, p.off, p.data); ok {
+				if pos, k, ok := c.placeSegment(space, inst, p.off, p.data, fresh); ok {
 					start := len(hdr)
 					hdr = proto.AppendSharedData(hdr, t, req, space, inst, p.off, pos, k)
 					bufs = append(bufs, hdr[start:len(hdr):len(hdr)])
@@ -265,28 +270,38 @@ func (c *conn) askArena() {
 	c.c.Write(proto.AppendMsg(nil, proto.TArena, 0, nil)) // a failure shows in the Create that follows
 }
 
+// slotMin is the smallest write (or batch of them) that takes a new slot of
+// the server's arena; smaller ones use a slot already taken for their
+// segment, or the ring. A new slot is fresh memory the writer faults in
+// and copies into cold, on its own goroutine: for a 64 KiB ping-pong that
+// kept every byte, 37-51 us a round trip became 60-61, while the warm
+// ring and the server's copy cost the writer less. A bandwidth-bound
+// writer of large messages gains what the server no longer copies.
+const slotMin = 256 << 10
+
 // arenaSplit reports whether the n bytes at off of instance inst of
 // space can go into slots of the server's arena, all but the first head
 // bytes: the bytes of each segment they touch go into the slot for that
-// segment, which is the current one, or one the server has given when
-// they begin the segment (past the first). The head is the rest of a
-// segment begun without a slot, which goes through the ring or inline.
-// wmu must be held.
+// segment, which is the current one, or (for at least slotMin bytes) one
+// the server has given when they begin the segment (past the first). The
+// head is the rest of a segment begun without a slot, which goes through
+// the ring or inline. wmu must be held.
 func (c *conn) arenaSplit(space string, inst uint64, off int64, n int) (head int, ok bool) {
+	fresh := n >= slotMin
 	if c.rx == nil || c.rx.SlotSize() == 0 || n <= 0 || c.badArena {
 		return 0, false
 	}
 	size := int64(c.rx.SlotSize())
 	first := off / size // the first segment that needs a slot given
 	switch {
-	case c.slot != nil && c.slotSpace == space && c.slotInst == inst && c.slotSeg == first:
+	case c.slotFor(space, inst, first):
 		first++
 	case first == 0 || off%size != 0:
 		head = int(min(int64(n), size-off%size)) // no slot for this segment's rest
 		first++
 	}
 	last := (off + int64(n) - 1) / size
-	if head == n || int(last-first+1) > c.rx.Slots() {
+	if need := int(last - first + 1); head == n || need > c.rx.Slots() || need > 0 && !fresh {
 		return 0, false
 	}
 	return head, true
@@ -294,16 +309,15 @@ func (c *conn) arenaSplit(space string, inst uint64, off int64, n int) (head int
 
 // placeSegment places the first bytes of p, those of the segment off is
 // in, in that segment's slot of the server's arena (see place), when
-// there is one: the current slot, or a slot given when off begins the
-// segment (past the first). wmu must be held.
-func (c *conn) placeSegment(space string, inst uint64, off int64, p []byte) (uint64, int, bool) {
+// there is one: the current slot, or, with fresh, a slot given when off
+// begins the segment (past the first). wmu must be held.
+func (c *conn) placeSegment(space string, inst uint64, off int64, p []byte, fresh bool) (uint64, int, bool) {
 	if c.rx == nil || c.rx.SlotSize() == 0 || c.badArena {
 		return 0, 0, false
 	}
 	size := int64(c.rx.SlotSize())
 	seg := off / size
-	if !(c.slot != nil && c.slotSpace == space && c.slotInst == inst && c.slotSeg == seg) &&
-		(seg == 0 || off%size != 0 || c.rx.Slots() == 0) {
+	if !c.slotFor(space, inst, seg) && (!fresh || seg == 0 || off%size != 0 || c.rx.Slots() == 0) {
 		return 0, 0, false
 	}
 	return c.place(space, inst, off, p)
@@ -319,16 +333,22 @@ func (c *conn) segmentRest(off int64, n int) int {
 	return int(min(int64(n), size-off%size))
 }
 
+// slotFor reports whether the current slot is for segment seg of
+// instance inst of space. wmu must be held.
+func (c *conn) slotFor(space string, inst uint64, seg int64) bool {
+	return c.slot != nil && c.slotSpace == space && c.slotInst == inst && c.slotSeg == seg
+}
+
 // place copies the first bytes of p, those of the segment off is in, to
 // where that segment's slot holds them, taking a new slot when off
 // begins the segment, and returns their position (an shm.ArenaRef one)
-// and count; false when it takes no slot (fits said yes, so the server
-// gave one that is not a slot of its arena: the connection places
-// nothing more). wmu must be held.
+// and count. Its caller (arenaSplit, placeSegment) found a slot there;
+// false when the one taken is not a slot of the arena after all: the
+// connection then places nothing more. wmu must be held.
 func (c *conn) place(space string, inst uint64, off int64, p []byte) (uint64, int, bool) {
 	size := int64(c.rx.SlotSize())
 	seg, at := off/size, int(off%size)
-	if c.slot == nil || c.slotSpace != space || c.slotInst != inst || c.slotSeg != seg {
+	if !c.slotFor(space, inst, seg) {
 		b, aoff, ok := c.rx.Take()
 		if !ok || at != 0 {
 			c.slot, c.badArena = nil, true

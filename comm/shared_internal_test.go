@@ -627,14 +627,15 @@ func lentSurvives(t *testing.T, cut bool) {
 }
 
 // TestWritesGoStraightIntoSegments: a writer of the server's host writes
-// past its first segment into slots of the server's arena, which become
-// the cache's segments (no copy in the server): large writes and writes
-// of a message's size, byte-identical when read by a reader attached
-// while the writer writes and by one attached after it closed.
+// large writes past its first segment into slots of the server's arena,
+// which become the cache's segments (no copy in the server), and smaller
+// ones (below slotMin) through its ring; byte-identical when read by a
+// reader attached while the writer writes and by one attached after it
+// closed.
 func TestWritesGoStraightIntoSegments(t *testing.T) {
 	needHost(t)
 	const total = 24 << 20
-	for _, chunk := range []int{1 << 20, 100_000, 3 << 20} {
+	for _, chunk := range []int{1 << 20, 100_000, 300_000, 3 << 20} {
 		for _, live := range []bool{true, false} {
 			sw, sr, _, _ := pipeline(t, nil)
 			ctx := testCtx(t)
@@ -684,10 +685,13 @@ func TestWritesGoStraightIntoSegments(t *testing.T) {
 			placed, ringed := w.c.arenaBytes, w.c.ringBytes
 			w.c.wmu.Unlock()
 			t.Logf("chunk %d, live %v: %d bytes into the server's segments, %d through the ring", chunk, live, placed, ringed)
+			switch {
+			case chunk < slotMin && placed != 0:
+				t.Fatalf("chunk %d: %d bytes into the server's segments: writes below slotMin take no slot", chunk, placed)
 			// All but the first segment, the first write (whose large
 			// payload makes the server offer the arena) and the rest of
 			// the segment it ends in.
-			if placed < total-int64(max(chunk, 1<<20))-1<<20 {
+			case chunk >= slotMin && placed < total-int64(max(chunk, 1<<20))-1<<20:
 				t.Fatalf("chunk %d: only %d of %d bytes written into the server's segments", chunk, placed, total)
 			}
 		}
@@ -747,15 +751,41 @@ func TestBadArenaWrites(t *testing.T) {
 			if err := w.Close(ctx); !errors.Is(err, ErrProtocol) {
 				t.Fatalf("Close after a bad arena write: %v, want a protocol error", err)
 			}
-			publish(t, sr, "good", bytesOf(2, 2<<20)) // the server serves the other client
-			r, err := sw.Attach(ctx, "good")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			if b, err := io.ReadAll(r); err != nil || !bytes.Equal(b, bytesOf(2, 2<<20)) {
-				t.Fatalf("the other client's channel: %v", err)
-			}
+			serveAnother(t, sw, sr)
 		})
+	}
+	t.Run("server without an arena", func(t *testing.T) {
+		sw, sr, _, _ := pipelineOn(t, server.Config{Lend: -1}, nil)
+		ctx := testCtx(t)
+		w, err := sw.Create(ctx, "bad")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.c.wmu.Lock()
+		_, err = w.c.c.Write(proto.AppendSharedData(nil, proto.TWrite, 0, "direct", w.info.Instance, 0, shm.ArenaRef, 100))
+		w.c.wmu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(ctx); !errors.Is(err, ErrProtocol) {
+			t.Fatalf("Close after an arena write to a server without one: %v, want a protocol error", err)
+		}
+		serveAnother(t, sw, sr)
+	})
+}
+
+// serveAnother checks that the server serves another client: sr publishes
+// a channel that sw reads back.
+func serveAnother(t *testing.T, sw, sr *Space) {
+	t.Helper()
+	ctx := testCtx(t)
+	publish(t, sr, "good", bytesOf(2, 2<<20))
+	r, err := sw.Attach(ctx, "good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if b, err := io.ReadAll(r); err != nil || !bytes.Equal(b, bytesOf(2, 2<<20)) {
+		t.Fatalf("the other client's channel: %v", err)
 	}
 }

@@ -95,6 +95,9 @@ func (ss *session) refill() {
 // onArenaWrite appends the n bytes at arena offset aoff, which the writer
 // put in a slot given to it, at offset off of key's stream.
 func (ss *session) onArenaWrite(req uint32, key cache.Key, off int64, aoff uint64, n int) error {
+	if ss.s.arena == nil {
+		return fmt.Errorf("write reference to arena offset %d: the server has no arena", aoff)
+	}
 	size := uint64(ss.s.arena.SlotSize())
 	at := aoff % size
 	ss.slotMu.Lock()
