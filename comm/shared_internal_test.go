@@ -504,17 +504,8 @@ func TestCacheReadsBorrowServerSegments(t *testing.T) {
 	needHost(t)
 	const total = 24 << 20
 	for _, lend := range []int{0, -1} {
-		_, addr := commtest.StartServer(t, server.Config{Lend: lend})
-		c, err := New(Config{Servers: []string{addr}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		s, _, _, _ := pipelineOn(t, server.Config{Lend: lend}, nil)
 		ctx := testCtx(t)
-		s, err := c.OpenSpace(ctx, "arena")
-		if err != nil {
-			t.Fatal(err)
-		}
 		payload := bytesOf(byte(lend), total)
 		publish(t, s, "big", payload)
 		r, err := s.Attach(ctx, "big")
@@ -557,19 +548,7 @@ func TestLentSegmentOutlivesTrimAndReuse(t *testing.T) {
 
 func lentSurvives(t *testing.T, cut bool) {
 	const total = 8 << 20
-	_, addr := commtest.StartServer(t, server.Config{MemoryBytes: 64 << 20})
-	var spaces [2]*Space
-	for i := range spaces {
-		c, err := New(Config{Servers: []string{addr}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if spaces[i], err = c.OpenSpace(testCtx(t), "lent"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sw, sr := spaces[0], spaces[1]
+	sw, sr, _, _ := pipelineOn(t, server.Config{MemoryBytes: 64 << 20}, nil)
 	ctx := testCtx(t)
 	old := bytesOf(1, total)
 	publish(t, sw, "old", old)

@@ -71,16 +71,16 @@ type session struct {
 	big    int64 // bytes of large data frames sent while there is no ring (shm.After)
 	// wantRing asks the writing goroutine to offer the ring now (TArena);
 	// offered is the ring once offered, for the reading goroutine.
-	wantRing atomic.Bool
-	offered  atomic.Pointer[shm.Tx]
-	// Slots of the arena given to the client to write in (see slots.go),
-	// by arena offset and by instance. A slotUse's fields are the reading
-	// goroutine's.
+	wantRing   atomic.Bool
+	offered    atomic.Pointer[shm.Tx]
 	arenaAsked bool // TArena came, and no large write yet (the reading goroutine's)
-	slotMu     sync.Mutex
-	wantSlots  bool
-	slots      map[uint64]*slotUse
-	slotsOf    map[cache.Key][]uint64
+	// Slots of the arena given to the client to write in (see slots.go),
+	// by arena offset and by instance, guarded by slotMu; a slotUse's
+	// fields are the reading goroutine's.
+	slotMu    sync.Mutex
+	wantSlots bool
+	slots     map[uint64]*slotUse
+	slotsOf   map[cache.Key][]uint64
 
 	ctrlMu  sync.Mutex
 	ctrlQ   []outFrame    // control frames queued, at most ctrlQueue
@@ -694,7 +694,7 @@ func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net
 				pos, ok := ss.tx.Lend(off, n, ss.s.cfg.Lend, f.release)
 				if !ok {
 					var err error
-					if bufs, sent, err = ss.loanRoom(bufs, sent, n); err != nil {
+					if bufs, sent, err = ss.ringRoom(bufs, sent, n, true); err != nil {
 						f.finish()
 						return bufs, sent, err
 					}
@@ -707,7 +707,7 @@ func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net
 			pos, ok := ss.tx.Put(f.body)
 			if !ok && ss.tx.Waitable(n) {
 				var err error
-				if bufs, sent, err = ss.ringRoom(bufs, sent, n); err != nil {
+				if bufs, sent, err = ss.ringRoom(bufs, sent, n, false); err != nil {
 					f.finish()
 					return bufs, sent, err
 				}
@@ -730,30 +730,22 @@ func (ss *session) appendOut(bufs net.Buffers, sent []outFrame, f outFrame) (net
 	return bufs, sent, nil
 }
 
-// loanRoom is ringRoom for loans: it waits until the client has released
-// enough of what it was lent for n more bytes (shm.Tx.WaitLoans).
-func (ss *session) loanRoom(bufs net.Buffers, sent []outFrame, n int) (net.Buffers, []outFrame, error) {
-	if len(bufs) > 0 {
-		var err error
-		if bufs, sent, err = ss.write(bufs, sent); err != nil {
-			return bufs, sent, err
-		}
-	}
-	ss.tx.WaitLoans(n, ss.s.cfg.Lend, time.Now().Add(writeDeadline))
-	return bufs, sent, nil
-}
-
 // ringRoom writes the frames gathered so far (the client releases only
-// what it has read of), then waits for room for n bytes in the ring
-// (shm.Tx.Wait): until the write deadline, while the connection is open
-// and the client keeps reading or releasing (shm.Stall).
-func (ss *session) ringRoom(bufs net.Buffers, sent []outFrame, n int) (net.Buffers, []outFrame, error) {
+// what it has read of), then waits for room for n bytes, in the ring
+// (shm.Tx.Wait) or, with loans, within what may be lent to the client
+// (shm.Tx.WaitLoans): until the write deadline, while the connection is
+// open and the client keeps reading or releasing (shm.Stall).
+func (ss *session) ringRoom(bufs net.Buffers, sent []outFrame, n int, loans bool) (net.Buffers, []outFrame, error) {
 	if len(bufs) > 0 {
 		var err error
 		if bufs, sent, err = ss.write(bufs, sent); err != nil {
 			return bufs, sent, err
 		}
 	}
-	ss.tx.Wait(n, time.Now().Add(writeDeadline))
+	if deadline := time.Now().Add(writeDeadline); loans {
+		ss.tx.WaitLoans(n, ss.s.cfg.Lend, deadline)
+	} else {
+		ss.tx.Wait(n, deadline)
+	}
 	return bufs, sent, nil
 }
