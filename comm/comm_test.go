@@ -379,6 +379,13 @@ func TestResumeByWriterKey(t *testing.T) {
 	}
 	w3.Write([]byte("abc"))
 	w3.Detach()
+	// Detach writes what is queued but does not wait for the server to
+	// take it: until that session has, a new writer's bytes on another
+	// connection would come first and nothing would diverge.
+	commtest.Eventually(t, 5*time.Second, func() bool {
+		info, err := s2.Stat(ctx, "ch2")
+		return err == nil && info.Length == 3
+	}, "cache never held the first writer's bytes")
 	w4, err := s2.Create(ctx, "ch2", comm.WithWriterKey("k"))
 	if err != nil {
 		t.Fatal(err)
