@@ -17,11 +17,14 @@ import (
 // shm.After bytes of them, ahead of any later frame, and the frames then
 // carry references into it; the side that reads keeps descriptors from a
 // quarter of that on (shm.Lazy) and takes the ring in when its TRing frame
-// comes.
+// comes. A server's ring may come with its arena (shm.Arena): a writer's
+// connection asks for it (askArena), and large writes then go into slots
+// of it, the cache's segments themselves (see place).
 
 // piece is a run of a writer's bytes at an offset, sent as one data frame.
-// A piece already put in the connection's ring (see putNow) has no data:
-// its n bytes are at pos there.
+// A piece already put in the connection's ring or placed in a slot of the
+// server's arena (see putNow) has no data: its n bytes are at pos there
+// (an shm.ArenaRef position for the arena).
 type piece struct {
 	off  int64
 	data []byte
@@ -44,9 +47,11 @@ func appendPieces(ps []piece, off int64, p []byte, chunk int) []piece {
 // writeData writes the pieces as data frames of type t and request req
 // for instance inst of space, then extra (a request that must follow
 // them, or nil), in one vectored write under deadline (when zero, the
-// connection's deadline stays as it is). A piece of at least
-// shm.MinPayload goes through the connection's shared ring when there is
-// one (offered at the start of the first call after shm.After bytes of
+// connection's deadline stays as it is). A write's piece of at least
+// shm.MinPayload goes, segment by segment, into its segment's slot of the
+// server's arena when there is one (a call of slotMin bytes or more may
+// take new slots), else through the connection's shared ring when there
+// is one (offered at the start of the first call after shm.After bytes of
 // such pieces) and it has room; the frame then carries a reference. On a
 // connection that waits for room (waitRoom), a piece that does not fit
 // waits for the consumer to release some (see ringRoom), and goes inline
@@ -154,14 +159,16 @@ func (c *conn) ringRoom(bufs net.Buffers, hdr []byte, n int, deadline time.Time)
 	return bufs[:0], hdr[:0], nil
 }
 
-// putNow copies p, the bytes at offset off, into the connection's ring
-// at once, in pieces of at most chunk bytes, and appends those pieces
-// (put, without data) to ps for frames written later; it puts all of p or
-// nothing (false: no ring, a piece below shm.MinPayload, or no room for
-// all of it). The ring's consumer views references in the order they
-// were put, so the caller writes these pieces' frames before any frame
-// for bytes put after them, and must not call it while a writeData for
-// earlier bytes may still put some.
+// putNow copies p, the bytes at offset off of instance inst of space, at
+// once into slots of the server's arena (see arenaSplit: all but a head,
+// which goes into the ring) or else into the connection's ring, in pieces
+// of at most chunk bytes, and appends those pieces (put, without data) to
+// ps for frames written later; it puts all of p or nothing (false: no
+// ring, a piece below shm.MinPayload, or no room for all of it). The
+// ring's consumer views references in the order they were put, so the
+// caller writes these pieces' frames before any frame for bytes put after
+// them, and must not call it while a writeData for earlier bytes may still
+// put some.
 func (c *conn) putNow(ps []piece, off int64, p []byte, chunk int, space string, inst uint64) ([]piece, bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -207,7 +214,8 @@ func (c *conn) putRing(ps []piece, off int64, p []byte, chunk int) ([]piece, boo
 
 // appendHeld appends to out the bytes [lo, hi) of a piece put in the
 // connection's ring (putNow) while its consumer has not released them;
-// false once it has (the room may be in use again).
+// false once it has (the room may be in use again), and for a piece in
+// the server's arena, which the writer cannot tell is still the segment.
 func (c *conn) appendHeld(out []byte, p piece, lo, hi int) ([]byte, bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

@@ -370,7 +370,8 @@ const cacheWriteDeadline = 30 * time.Second
 // before them up to writerHistory bytes already written, kept for readers
 // subscribing slightly behind the writer ([cacheSender.since]). On one
 // host a large write's block may hold a reference to the bytes in the
-// connection's ring instead (see queueShared).
+// connection's ring, or in a slot of the server's arena, instead (see
+// queueShared).
 type cacheSender struct {
 	c     *conn
 	space string
@@ -419,8 +420,8 @@ const ownWriteMin = 64 << 10
 // block holds a run of a writer's bytes starting at off. Its buffer has a
 // fixed capacity and is only appended to, so the sending goroutine may
 // write out its first bytes while Write appends more. A block whose
-// bytes were put in the connection's ring (queueShared) has no buffer:
-// ring is their piece, sent whole.
+// bytes were put in the connection's ring or the server's arena
+// (queueShared) has no buffer: ring is their piece, sent whole.
 type block struct {
 	off    int64
 	buf    []byte
@@ -530,9 +531,10 @@ func (cs *cacheSender) write(off int64, p []byte) error {
 	return nil
 }
 
-// queueShared queues p, at off, as references to the connection's ring,
-// copying it there now (conn.putNow) rather than into blocks, out of
-// which writing it would copy it into the ring again. It does so, and
+// queueShared queues p, at off, as references to the connection's ring
+// or to slots of the server's arena, copying it there now (conn.putNow)
+// rather than into blocks, out of which writing it would copy it there
+// again. It does so, and
 // returns true, when the bytes are past the history's first
 // writerHistory (those stay in blocks for readers subscribing late:
 // the ring keeps bytes only until the server has read them), none of the
@@ -813,7 +815,7 @@ func (cs *cacheSender) recycle(b *block) {
 
 // since returns a copy of the bytes [from, to) if the sender still holds
 // them all: in blocks, or in the ring while the server has not read
-// them.
+// them (never in the server's arena, see conn.appendHeld).
 func (cs *cacheSender) since(from, to int64) ([]byte, bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()

@@ -75,8 +75,9 @@ type session struct {
 	offered    atomic.Pointer[shm.Tx]
 	arenaAsked bool // TArena came, and no large write yet (the reading goroutine's)
 	// Slots of the arena given to the client to write in (see slots.go),
-	// by arena offset and by instance, guarded by slotMu; a slotUse's
-	// fields are the reading goroutine's.
+	// by arena offset (guarded by slotMu: the writing goroutine gives the
+	// first ones) and, once written, by instance (slotsOf, like a
+	// slotUse's fields, the reading goroutine's).
 	slotMu    sync.Mutex
 	wantSlots bool
 	slots     map[uint64]*slotUse

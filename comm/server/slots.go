@@ -69,7 +69,7 @@ func (ss *session) startArena() {
 // offer, by the reading one after each write.
 func (ss *session) refill() {
 	tx := ss.offered.Load()
-	if tx == nil {
+	if tx == nil || tx.Queued() >= slotsWanted { // also a ring without an arena
 		return
 	}
 	ss.slotMu.Lock()
@@ -118,22 +118,16 @@ func (ss *session) onArenaWrite(req uint32, key cache.Key, off int64, aoff uint6
 	}
 	if u.seg < 0 {
 		u.seg, u.key = seg, key
-		ss.slotMu.Lock()
 		if ss.slotsOf == nil {
 			ss.slotsOf = map[cache.Key][]uint64{}
 		}
 		ss.slotsOf[key] = append(ss.slotsOf[key], aoff-at)
-		ss.slotMu.Unlock()
 	}
 	data := u.buf[at : at+uint64(n)]
 	var length int64
 	var err error
 	if u.unpin == nil {
-		var unpin func()
-		length, unpin, err = ss.s.store.AppendOwned(key, off, u.buf, data)
-		if unpin != nil {
-			u.unpin = unpin
-		}
+		length, u.unpin, err = ss.s.store.AppendOwned(key, off, u.buf, data)
 	} else {
 		length, err = ss.s.store.Append(key, off, data) // in place: no copy
 	}
@@ -164,12 +158,12 @@ func (ss *session) appended(req uint32, key cache.Key, end, length int64) {
 // endSlots ends the slots of key's segments that end at or below the
 // writer's offset end (all of them for end < 0): it is done with them.
 func (ss *session) endSlots(key cache.Key, end int64) {
-	ss.slotMu.Lock()
-	defer ss.slotMu.Unlock()
 	offs := ss.slotsOf[key]
 	if len(offs) == 0 {
 		return
 	}
+	ss.slotMu.Lock()
+	defer ss.slotMu.Unlock()
 	size := int64(ss.s.arena.SlotSize())
 	kept := offs[:0]
 	for _, off := range offs {

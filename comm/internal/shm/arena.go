@@ -145,9 +145,10 @@ func (a *Arena) Offset(p []byte) (uint64, bool) {
 	return uint64(off), true
 }
 
-// Close gives the arena's memory back and unmaps it. The caller must make
-// sure nothing in this process uses a slot any more; consumers' mappings
-// then read zeros.
+// Close unmaps the arena. The caller must make sure nothing in this
+// process uses a slot any more. Its memory is not punched out: a consumer
+// still running may hold references it was lent (see Tx.EndLoans), and
+// the memory goes with the last consumer's mapping.
 func (a *Arena) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -155,7 +156,6 @@ func (a *Arena) Close() error {
 		return nil
 	}
 	a.closed = true
-	unix.Fallocate(a.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, int64(len(a.mem)))
 	err := unix.Munmap(a.mem) // a.mem stays: Offset compares addresses only
 	unix.Close(a.fd)
 	return err
@@ -244,19 +244,12 @@ func (r *Rx) Take() ([]byte, uint64, bool) {
 		return nil, 0, false
 	}
 	b := r.arena[off : off+uint64(r.slot) : off+uint64(r.slot)]
-	populate(b)
+	// Map the slot's pages writable here in one system call, where
+	// writing them would fault once per page: a slot the producer faulted
+	// in is still unmapped in this process the first time. An error (a
+	// kernel before 5.14) only leaves them to fault in.
+	unix.Madvise(b, unix.MADV_POPULATE_WRITE)
 	return b, off, true
-}
-
-// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14).
-const madvPopulateWrite = 23
-
-// populate maps b's pages writable in this process in one system call,
-// where writing them would fault once per page: a slot the producer
-// faulted in is still unmapped here the first time. Errors (an older
-// kernel) are ignored: the pages then fault in as they are written.
-func populate(b []byte) {
-	unix.Madvise(b, madvPopulateWrite)
 }
 
 // SameUser reports whether the peer of c runs as this process's user
