@@ -60,12 +60,14 @@ type conn struct {
 	ringBytes, ringMissed, arenaBytes int64
 	// askedArena: a TArena went out (see askArena). slot is the slot of
 	// the server's arena being filled, for segment slotSeg of instance
-	// slotInst of slotSpace, at arena offset slotOff (see place).
+	// slotInst of slotSpace, at arena offset slotOff (see place);
+	// slotCold: it was given cold, and is filled with pwrite.
 	// Guarded by wmu.
 	askedArena bool
 	badArena   bool
 	slot       []byte
 	slotOff    uint64
+	slotCold   bool
 	slotSpace  string
 	slotInst   uint64
 	slotSeg    int64

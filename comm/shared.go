@@ -357,14 +357,17 @@ func (c *conn) place(space string, inst uint64, off int64, p []byte) (uint64, in
 	size := int64(c.rx.SlotSize())
 	seg, at := off/size, int(off%size)
 	if !c.slotFor(space, inst, seg) {
-		b, aoff, ok := c.rx.Take()
+		b, aoff, cold, ok := c.rx.Take()
 		if !ok || at != 0 {
 			c.slot, c.badArena = nil, true
 			return 0, 0, false
 		}
-		c.slot, c.slotOff, c.slotSpace, c.slotInst, c.slotSeg = b, aoff, space, inst, seg
+		c.slot, c.slotOff, c.slotCold, c.slotSpace, c.slotInst, c.slotSeg = b, aoff, cold, space, inst, seg
 	}
-	n := copy(c.slot[at:], p)
+	n := min(len(p), len(c.slot)-at)
+	if !c.slotCold || c.rx.WriteSlot(p[:n], c.slotOff+uint64(at)) != nil {
+		copy(c.slot[at:], p[:n])
+	}
 	c.arenaBytes += int64(n)
 	return shm.ArenaRef | (c.slotOff + uint64(at)), n, true
 }

@@ -714,7 +714,7 @@ func TestBadArenaWrites(t *testing.T) {
 			ok := rx != nil && rx.Slots() > 0
 			if ok {
 				size = rx.SlotSize()
-				_, slot, ok = rx.Take() // the writer's next slot, given by the server
+				_, slot, _, ok = rx.Take() // the writer's next slot, given by the server
 			}
 			wc.wmu.Unlock()
 			if !ok {

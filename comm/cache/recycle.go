@@ -80,18 +80,24 @@ func (s *Store) fresh() []byte {
 	return make([]byte, size)
 }
 
-// TakeBuffer returns a whole segment buffer for AppendOwned: a free one,
-// else a fresh one (from Config.Memory when it has one), faulted in. It
-// is not counted in Stats until a segment takes it; one it does not take
-// goes back with GiveBuffer.
-func (s *Store) TakeBuffer() []byte {
-	b := s.takeFree()
-	if b == nil {
-		b = s.fresh()
-		populate(b)
+// TakeBuffer returns a whole segment buffer for AppendOwned: a free one
+// (faulted in, old contents), else a fresh one from Config.Memory, not
+// faulted in (cold: whoever fills it may do so without the page faults
+// that would zero each page first, see shm.Rx.WriteSlot), else one from
+// the heap, faulted in. It is not counted in Stats until a segment takes
+// it; one it does not take goes back with GiveBuffer.
+func (s *Store) TakeBuffer() (b []byte, cold bool) {
+	if b = s.takeFree(); b != nil {
+		return b, false
 	}
-	s.wantPrefill()
-	return b
+	if m := s.cfg.Memory; m != nil {
+		if b := m.Alloc(s.cfg.SegmentSize); len(b) == s.cfg.SegmentSize && cap(b) == s.cfg.SegmentSize {
+			return b, true
+		}
+	}
+	b = make([]byte, s.cfg.SegmentSize)
+	populate(b)
+	return b, false
 }
 
 // GiveBuffer takes back a buffer from TakeBuffer that no segment took,

@@ -78,9 +78,9 @@ func (ss *session) refill() {
 		return
 	}
 	for tx.Queued() < slotsWanted {
-		b := ss.s.store.TakeBuffer()
+		b, cold := ss.s.store.TakeBuffer()
 		off, ok := ss.s.arena.Offset(b)
-		if !ok || len(b) != ss.s.arena.SlotSize() || off%uint64(len(b)) != 0 || !tx.Give(off) {
+		if !ok || len(b) != ss.s.arena.SlotSize() || off%uint64(len(b)) != 0 || !tx.Give(off, cold) {
 			ss.s.store.GiveBuffer(b)
 			ss.wantSlots = ok // a heap buffer: the arena is used up, stop for now
 			return

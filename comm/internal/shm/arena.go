@@ -184,10 +184,16 @@ func wordAt(hdr []byte, off int) *atomic.Uint64 {
 	return (*atomic.Uint64)(unsafe.Pointer(&hdr[off]))
 }
 
+// coldSlot marks a queue entry whose slot holds no memory yet (see Give).
+const coldSlot = 1 << 63
+
 // Give puts the slot at arena offset off in the consumer's queue; false
-// when the queue is full or there is no arena. Only one goroutine may
-// give; it may be another than the one using the ring's other methods.
-func (t *Tx) Give(off uint64) bool {
+// when the queue is full or there is no arena. Cold says the slot holds
+// no memory (never written, or punched out since): the consumer then
+// fills it with [Rx.WriteSlot] rather than through its mapping. Only one
+// goroutine may give; it may be another than the one using the ring's
+// other methods.
+func (t *Tx) Give(off uint64, cold bool) bool {
 	if t.arena == nil {
 		return false
 	}
@@ -195,6 +201,9 @@ func (t *Tx) Give(off uint64) bool {
 	p := put.Load()
 	if p-taken.Load() >= SlotQueue {
 		return false
+	}
+	if cold {
+		off |= coldSlot
 	}
 	wordAt(t.hdr, slotQueueOffset+8*int(p%SlotQueue)).Store(off)
 	put.Store(p + 1)
@@ -230,26 +239,53 @@ func (r *Rx) Slots() int {
 	return int(p - r.took)
 }
 
-// Take takes the next slot given (see Tx.Give): the slot's bytes, to be
-// written, and its offset in the arena. False when none is there, or the
-// producer's entry is not a slot of the arena.
-func (r *Rx) Take() ([]byte, uint64, bool) {
+// Take takes the next slot given (see Tx.Give): the slot's bytes, its
+// offset in the arena, and whether it is cold (to be filled with
+// WriteSlot). False when none is there, or the producer's entry is not a
+// slot of the arena.
+func (r *Rx) Take() (b []byte, off uint64, cold, ok bool) {
 	if r.Slots() == 0 {
-		return nil, 0, false
+		return nil, 0, false, false
 	}
-	off := wordAt(r.hdr, slotQueueOffset+8*int(r.took%SlotQueue)).Load()
+	off = wordAt(r.hdr, slotQueueOffset+8*int(r.took%SlotQueue)).Load()
 	r.took++
 	wordAt(r.hdr, slotsTakenOffset).Store(r.took)
+	cold, off = off&coldSlot != 0, off&^coldSlot
 	if off%uint64(r.slot) != 0 || off >= uint64(len(r.arena)) {
-		return nil, 0, false
+		return nil, 0, false, false
 	}
-	b := r.arena[off : off+uint64(r.slot) : off+uint64(r.slot)]
-	// Map the slot's pages writable here in one system call, where
-	// writing them would fault once per page: a slot the producer faulted
-	// in is still unmapped in this process the first time. An error (a
-	// kernel before 5.14) only leaves them to fault in.
-	unix.Madvise(b, unix.MADV_POPULATE_WRITE)
-	return b, off, true
+	b = r.arena[off : off+uint64(r.slot) : off+uint64(r.slot)]
+	if !cold {
+		// Map the slot's pages writable here in one system call, where
+		// writing them would fault once per page: a slot the producer
+		// faulted in is still unmapped in this process the first time.
+		// An error (a kernel before 5.14) only leaves them to fault in.
+		unix.Madvise(b, unix.MADV_POPULATE_WRITE)
+	}
+	return b, off, cold, true
+}
+
+// WriteSlot writes p at offset off of the arena with pwrite(2), for a
+// cold slot (see Take): a page that write(2) fills whole is taken into
+// the memfd without the zeroing that faulting it in through a mapping
+// costs (the kernel zeroes only what a write leaves of a new page), which
+// was most of what keeping fresh bytes cost. Bytes written so are in the
+// producer's mapping and in this process's as any others.
+func (r *Rx) WriteSlot(p []byte, off uint64) error {
+	if r.arenaMap == nil || off+uint64(len(p)) > uint64(len(r.arena)) {
+		return fmt.Errorf("%w: %d bytes at arena offset %d", ErrRing, len(p), off)
+	}
+	for len(p) > 0 {
+		n, err := unix.Pwrite(r.arenaMap.fd, p, int64(off))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("shm: pwrite to the arena: %w", err)
+		}
+		p, off = p[n:], off+uint64(n)
+	}
+	return nil
 }
 
 // SameUser reports whether the peer of c runs as this process's user

@@ -205,26 +205,39 @@ func TestSlotQueue(t *testing.T) {
 	if rx.SlotSize() != slot {
 		t.Fatalf("SlotSize %d, want %d", rx.SlotSize(), slot)
 	}
-	if _, _, ok := rx.Take(); ok {
+	if _, _, _, ok := rx.Take(); ok {
 		t.Fatal("Take from an empty queue")
 	}
 	for i := range SlotQueue {
-		if !tx.Give(uint64(i * slot)) {
+		if !tx.Give(uint64(i*slot), i == 1) {
 			t.Fatalf("Give %d refused", i)
 		}
 	}
-	if tx.Give(0) || tx.Queued() != SlotQueue || rx.Slots() != SlotQueue {
+	if tx.Give(0, false) || tx.Queued() != SlotQueue || rx.Slots() != SlotQueue {
 		t.Fatalf("full queue: Give accepted more, or Queued %d / Slots %d", tx.Queued(), rx.Slots())
 	}
 	for i := range 3 {
-		b, off, ok := rx.Take()
-		if !ok || off != uint64(i*slot) || len(b) != slot || cap(b) != slot {
-			t.Fatalf("Take %d: off %d len %d ok %v", i, off, len(b), ok)
+		b, off, cold, ok := rx.Take()
+		if !ok || off != uint64(i*slot) || len(b) != slot || cap(b) != slot || cold != (i == 1) {
+			t.Fatalf("Take %d: off %d len %d cold %v ok %v", i, off, len(b), cold, ok)
+		}
+		s := a.mem[i*slot : (i+1)*slot]
+		if cold { // filled with pwrite, seen in both mappings
+			if err := rx.WriteSlot([]byte("cold"), off+5); err != nil {
+				t.Fatal(err)
+			}
+			if string(s[5:9]) != "cold" || string(b[5:9]) != "cold" {
+				t.Fatal("bytes written with WriteSlot are not in the slot")
+			}
+			continue
 		}
 		b[0] = byte(i + 1) // the consumer writes the producer's slot itself
-		if s := a.mem[i*slot : (i+1)*slot]; s[0] != byte(i+1) {
+		if s[0] != byte(i+1) {
 			t.Fatal("a taken slot is not the producer's memory")
 		}
+	}
+	if err := rx.WriteSlot(make([]byte, 2), uint64(len(a.mem)-1)); err == nil {
+		t.Fatal("WriteSlot past the arena's end")
 	}
 	if tx.Queued() != SlotQueue-3 {
 		t.Fatalf("Queued %d after 3 taken", tx.Queued())
@@ -233,27 +246,30 @@ func TestSlotQueue(t *testing.T) {
 	for range SlotQueue - 3 {
 		rx.Take()
 	}
-	tx.Give(slot + 1)
-	tx.Give(uint64(len(a.mem)))
-	tx.Give(slot)
+	tx.Give(slot+1, false)
+	tx.Give(uint64(len(a.mem)), true)
+	tx.Give(slot, true)
 	for i, want := range []bool{false, false, true} {
-		if _, _, ok := rx.Take(); ok != want {
+		if _, _, _, ok := rx.Take(); ok != want {
 			t.Fatalf("entry %d: Take %v, want %v", i, ok, want)
 		}
 	}
 	// A count that makes no sense reads as a full queue / no slot.
 	wordAt(tx.hdr, slotsTakenOffset).Store(1 << 40)
-	if tx.Queued() != SlotQueue || tx.Give(0) {
+	if tx.Queued() != SlotQueue || tx.Give(0, false) {
 		t.Fatal("a consumer's count ahead of the producer's is trusted")
 	}
 }
 
 func TestNoSlotsWithoutArena(t *testing.T) {
 	tx, rx, _ := offered(t, 64<<10)
-	if tx.Give(0) || rx.Slots() != 0 || rx.SlotSize() != 0 {
+	if tx.Give(0, false) || rx.Slots() != 0 || rx.SlotSize() != 0 {
 		t.Fatal("slots without an arena")
 	}
-	if _, _, ok := rx.Take(); ok {
+	if err := rx.WriteSlot([]byte("x"), 0); err == nil {
+		t.Fatal("WriteSlot without an arena")
+	}
+	if _, _, _, ok := rx.Take(); ok {
 		t.Fatal("Take without an arena")
 	}
 }

@@ -526,12 +526,14 @@ var mapped struct {
 
 type sharedMap struct {
 	key  [2]uint64
+	fd   int // a descriptor of its own, for Rx.WriteSlot
 	mem  []byte
 	refs int
 }
 
 // mapShared returns the process's mapping of the arena fd, of size bytes,
-// mapping it the first time; release it once with unmapShared.
+// mapping it the first time; release it once with unmapShared. The
+// caller keeps fd.
 func mapShared(fd, size int) (*sharedMap, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
@@ -544,11 +546,16 @@ func mapShared(fd, size int) (*sharedMap, error) {
 		m.refs++
 		return m, nil
 	}
+	own, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("shm: dup: %w", err)
+	}
 	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
+		unix.Close(own)
 		return nil, fmt.Errorf("shm: mmap: %w", err)
 	}
-	m := &sharedMap{key: key, mem: mem, refs: 1}
+	m := &sharedMap{key: key, fd: own, mem: mem, refs: 1}
 	if mapped.m == nil {
 		mapped.m = map[[2]uint64]*sharedMap{}
 	}
@@ -568,6 +575,7 @@ func unmapShared(m *sharedMap) error {
 	if mapped.m[m.key] == m {
 		delete(mapped.m, m.key)
 	}
+	unix.Close(m.fd)
 	return unix.Munmap(m.mem)
 }
 
