@@ -495,3 +495,56 @@ func TestCacheWriteFailureWakesAWaitingWrite(t *testing.T) {
 		t.Fatal("a write waiting for the queue never heard of the failure")
 	}
 }
+
+// TestBulkReaderFollowsCache: a reader whose catch-up round read bulk data
+// follows the cache instead of trying a writer that streams (srcBulk), and
+// goes back to the direct path once the writer sends small messages; every
+// byte arrives once, in order.
+func TestBulkReaderFollowsCache(t *testing.T) {
+	ctx := testCtx(t)
+	sw, sr, _, _ := pipeline(t, nil)
+	w, r := openPair(t, sw, sr, "ch")
+	var want []byte
+	write := func(p []byte) {
+		t.Helper()
+		if _, err := w.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p...)
+	}
+	read := func(n int) {
+		t.Helper()
+		got := make([]byte, n)
+		if _, err := io.ReadFull(r, got); err != nil {
+			t.Fatal(err)
+		}
+		if at := int(r.off) - n; !bytes.Equal(got, want[at:at+n]) {
+			t.Fatalf("bytes at %d differ", at)
+		}
+	}
+	for i := range 8 { // far past the writer's history: the reader catches up
+		write(bytesOf(byte(i), 1<<20))
+	}
+	read(8 << 20)
+	for i := range 8 {
+		write(bytesOf(byte(8+i), 1<<20))
+	}
+	read(1 << 20)
+	if r.src != srcBulk {
+		t.Fatalf("after a catch-up round of 8 MiB the reader is on source %d, want the cache (bulk)", r.src)
+	}
+	read(7 << 20)
+	for i := range 2 * smallRun {
+		write(bytesOf(byte(i), 100))
+		read(100)
+	}
+	if r.src != srcDirect {
+		t.Fatalf("after %d small messages the reader is on source %d, want direct", 2*smallRun, r.src)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rest, err := io.ReadAll(r); err != nil || len(rest) != 0 {
+		t.Fatalf("at the end: %d more bytes, %v", len(rest), err)
+	}
+}

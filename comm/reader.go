@@ -21,6 +21,23 @@ const (
 	srcCatchUp            // a cache stream up to the current length (or the writer's offset), then try the direct path
 	srcDirect             // straight from the writer
 	srcCacheFollow        // a cache stream that follows the writer to the end
+	srcBulk               // a cache stream that follows a writer of bulk data, left once its frames turn small
+)
+
+// A reader whose catch-up round read bulkRound bytes or more follows the
+// cache (srcBulk) instead of trying the writer: a writer streaming bulk
+// data is busy, and a subscription waited for it 1.5-3 ms (its process's
+// goroutines waking on two busy cores, its lock held by Write after
+// Write), several times per burst, while the cache already held the
+// bytes; on one host the cache path also copies each byte of a large
+// write twice where the direct path copies it three times. The reader
+// leaves that stream for the direct path once smallRun frames in a row
+// carried less than smallFrame bytes each: the writer then sends small
+// messages, for which the direct path's fewer hops matter.
+const (
+	bulkRound  = 4 << 20
+	smallFrame = 64 << 10
+	smallRun   = 8
 )
 
 // maxSubscribeTries bounds the catch-up/subscribe rounds before a reader
@@ -52,6 +69,10 @@ type Reader struct {
 
 	acked    int64 // on the direct path: the offset last acknowledged to the writer
 	ackEvery int64 // acknowledge once this many more bytes are read
+
+	round int64 // bytes read in the current catch-up round
+	bulk  bool  // the last catch-up round read bulkRound bytes or more: follow the cache (srcBulk)
+	small int   // small frames in a row on srcBulk
 
 	watch watcher // cuts blocked reads when their context ends
 
@@ -183,8 +204,26 @@ func (r *Reader) releaseRing() {
 // delivered accounts for n bytes handed to the caller.
 func (r *Reader) delivered(n int) {
 	r.off += int64(n)
-	if r.src == srcDirect && r.off-r.acked >= r.ackEvery {
-		r.ack()
+	switch r.src {
+	case srcDirect:
+		if r.off-r.acked >= r.ackEvery {
+			r.ack()
+		}
+	case srcCatchUp:
+		r.round += int64(n)
+	}
+}
+
+// sized notes the size of a data frame of the current stream: on srcBulk,
+// a run of small ones ends the stream (see bulkRound).
+func (r *Reader) sized(n int) {
+	if r.src != srcBulk {
+		return
+	}
+	if n < smallFrame {
+		r.small++
+	} else {
+		r.small = 0
 	}
 }
 
@@ -295,6 +334,14 @@ func (r *Reader) fill(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if r.src == srcBulk && r.small >= smallRun {
+		// The writer sends small messages now: back to the direct
+		// path. The stream would follow to the end; closing its
+		// connection is how it stops.
+		r.cc.close()
+		r.cc = nil
+		r.src, r.bulk, r.small = srcNone, false, 0
+	}
 	if r.src == srcNone {
 		if err := r.open(ctx); err != nil {
 			return err
@@ -347,6 +394,7 @@ func (r *Reader) dataFrame(c *conn, off int64, n int) error {
 			return err
 		}
 	}
+	r.sized(n)
 	r.left = n - skip
 	return nil
 }
@@ -372,6 +420,7 @@ func (r *Reader) frame(c *conn, f wire.Frame) error {
 		if off > r.off || off+int64(len(data)) < r.off {
 			return fmt.Errorf("%w: data at offset %d, reader at %d", ErrProtocol, off, r.off)
 		}
+		r.sized(len(data))
 		r.pending = data[r.off-off:]
 		if len(r.pending) == 0 {
 			r.releaseRing()
@@ -411,7 +460,10 @@ func (r *Reader) endOfStream(m proto.EOF) error {
 		}
 		return nil
 	}
-	// A catch-up stream reached the cache's current end: try the writer.
+	// A catch-up stream reached the cache's current end (or the
+	// writer's offset when it refused us): try the writer, or, after a
+	// round of bulk data, follow the cache.
+	r.bulk = r.round >= bulkRound
 	r.src = srcNone
 	return nil
 }
@@ -432,6 +484,16 @@ func (r *Reader) open(ctx context.Context) error {
 		r.cc = c
 	}
 	direct := r.writerActive && r.directAddr != "" && r.s.c.direct != nil && r.tries < maxSubscribeTries
+	if direct && r.bulk {
+		req, err := r.cc.send(proto.TRead, &proto.Read{Space: r.s.name, Instance: r.info.Instance, Offset: r.off, Follow: true})
+		if err != nil {
+			r.cc.close()
+			r.cc = nil
+			return fmt.Errorf("comm: read request: %w", err)
+		}
+		r.req, r.src, r.small = req, srcBulk, 0
+		return nil
+	}
 	if direct {
 		if r.subscribe(ctx) {
 			return nil
@@ -463,7 +525,7 @@ func (r *Reader) open(ctx context.Context) error {
 		return fmt.Errorf("comm: read request: %w", err)
 	}
 	r.req = req
-	r.src = srcCatchUp
+	r.src, r.round = srcCatchUp, 0
 	if follow && until == 0 {
 		r.src = srcCacheFollow
 	}
