@@ -106,6 +106,17 @@ type Allocator interface {
 	Free(b []byte) bool
 }
 
+// A Reserver is an [Allocator] that can take the memory of a fresh buffer
+// without zeroing it, for a buffer its user fills by other means than
+// stores through b (shm.Arena: fallocate, then pwrite): see
+// Store.TakeBuffer.
+type Reserver interface {
+	Allocator
+	// Reserve takes the memory of b, a buffer Alloc returned and nothing
+	// wrote; an error leaves b as it was.
+	Reserve(b []byte) error
+}
+
 // Validate returns c with zero values replaced by their defaults, or an
 // error wrapping ErrConfig if a field is out of range.
 func (c Config) Validate() (Config, error) {

@@ -81,21 +81,20 @@ func (s *Store) fresh() []byte {
 }
 
 // TakeBuffer returns a whole segment buffer for AppendOwned: a free one
-// (faulted in, old contents), else a fresh one from Config.Memory, not
-// faulted in (cold: whoever fills it may do so without the page faults
-// that would zero each page first, see shm.Rx.WriteSlot), else one from
-// the heap, faulted in. It is not counted in Stats until a segment takes
-// it; one it does not take goes back with GiveBuffer.
+// (faulted in, old contents), else a fresh one from Config.Memory whose
+// memory a [Reserver] took without zeroing it (cold: its user must fill
+// it by other means than stores through the buffer, which would zero
+// each page first, see shm.Rx.WriteSlot), else a fresh one faulted in.
+// It is not counted in Stats until a segment takes it; one it does not
+// take goes back with GiveBuffer.
 func (s *Store) TakeBuffer() (b []byte, cold bool) {
 	if b = s.takeFree(); b != nil {
 		return b, false
 	}
-	if m := s.cfg.Memory; m != nil {
-		if b := m.Alloc(s.cfg.SegmentSize); len(b) == s.cfg.SegmentSize && cap(b) == s.cfg.SegmentSize {
-			return b, true
-		}
+	b = s.fresh()
+	if r, ok := s.cfg.Memory.(Reserver); ok && r.Reserve(b) == nil {
+		return b, true
 	}
-	b = make([]byte, s.cfg.SegmentSize)
 	populate(b)
 	return b, false
 }

@@ -408,6 +408,48 @@ func (s *slab) Free(b []byte) bool {
 	return true
 }
 
+// reserving is a slab that takes a fresh buffer's memory on Reserve, or
+// fails to when fail is set.
+type reserving struct {
+	*slab
+	fail     bool
+	reserved int
+}
+
+func (r *reserving) Reserve(b []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail || !r.mine[&b[:1][0]] {
+		return errors.New("no memory")
+	}
+	r.reserved++
+	return nil
+}
+
+// TestTakeBufferReserves: a fresh buffer from a Reserver comes cold, its
+// memory reserved; when Reserve fails, or the buffer is a free one, it
+// comes faulted in (not cold).
+func TestTakeBufferReserves(t *testing.T) {
+	r := &reserving{slab: newSlab(4, seg)}
+	s, err := cache.Open(cache.Config{MemoryBytes: 64 * seg, SegmentSize: seg, Memory: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b, cold := s.TakeBuffer()
+	if !cold || r.reserved != 1 {
+		t.Fatalf("fresh buffer of a Reserver: cold %v, %d reserved", cold, r.reserved)
+	}
+	s.GiveBuffer(b) // recycled: the next one is that free buffer
+	if _, cold := s.TakeBuffer(); cold || r.reserved != 1 {
+		t.Fatalf("free buffer: cold %v, %d reserved", cold, r.reserved)
+	}
+	r.fail = true
+	if b, cold := s.TakeBuffer(); cold || len(b) != seg {
+		t.Fatalf("Reserve failed: cold %v, %d bytes", cold, len(b))
+	}
+}
+
 func (s *slab) counts() (free, freed int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -461,7 +503,7 @@ func TestAppendOwned(t *testing.T) {
 	appendAll(t, s, k, src[:seg]) // the first segment: never taken
 
 	buf, cold := s.TakeBuffer()
-	if len(buf) != seg || !cold { // no free buffer: a fresh one of Memory's
+	if len(buf) != seg || cold { // no free buffer: a fresh one of Memory's, faulted in
 		t.Fatalf("TakeBuffer: %d bytes, cold %v", len(buf), cold)
 	}
 	copy(buf[:100], src[seg:seg+100])

@@ -115,6 +115,32 @@ func (a *Arena) Free(b []byte) bool {
 	return true
 }
 
+// Reserve takes the memory of slot b (a whole slot Alloc returned) with
+// fallocate, charged to this process and not zeroed: a page the memfd
+// holds that way is zeroed only when it is first mapped, so a consumer
+// that fills the slot with pwrite (Rx.WriteSlot) pays for neither the
+// memory nor its zeroing. A shmem page taken by a write is charged to
+// the writer's memory cgroup, which for a rank under --mem would count
+// the cache's memory against the rank's limit. On this VM fallocate takes
+// 1 GiB in ~75 ms, and pwrite then fills it at 5.0 GB/s, against 3.4
+// for pwrite into a hole (which allocates) and 2.9 for populating and
+// copying through a mapping (which zeroes).
+func (a *Arena) Reserve(b []byte) error {
+	i, ok := a.index(b)
+	if !ok || len(b) != a.slot {
+		return fmt.Errorf("shm: reserve: not a slot of the arena")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return fmt.Errorf("shm: reserve: arena closed")
+	}
+	if err := unix.Fallocate(a.fd, unix.FALLOC_FL_KEEP_SIZE, int64(i*a.slot), int64(a.slot)); err != nil {
+		return fmt.Errorf("shm: fallocate: %w", err)
+	}
+	return nil
+}
+
 // index returns the slot p begins in.
 func (a *Arena) index(p []byte) (int, bool) {
 	off, ok := a.Offset(p)
@@ -184,15 +210,15 @@ func wordAt(hdr []byte, off int) *atomic.Uint64 {
 	return (*atomic.Uint64)(unsafe.Pointer(&hdr[off]))
 }
 
-// coldSlot marks a queue entry whose slot holds no memory yet (see Give).
+// coldSlot marks a queue entry whose slot was never written (see Give).
 const coldSlot = 1 << 63
 
 // Give puts the slot at arena offset off in the consumer's queue; false
-// when the queue is full or there is no arena. Cold says the slot holds
-// no memory (never written, or punched out since): the consumer then
-// fills it with [Rx.WriteSlot] rather than through its mapping. Only one
-// goroutine may give; it may be another than the one using the ring's
-// other methods.
+// when the queue is full or there is no arena. Cold says the slot was
+// never written since its memory was taken ([Arena.Reserve]): the
+// consumer then fills it with [Rx.WriteSlot], since a store through its
+// mapping would zero each page first. Only one goroutine may give; it
+// may be another than the one using the ring's other methods.
 func (t *Tx) Give(off uint64, cold bool) bool {
 	if t.arena == nil {
 		return false
@@ -266,11 +292,12 @@ func (r *Rx) Take() (b []byte, off uint64, cold, ok bool) {
 }
 
 // WriteSlot writes p at offset off of the arena with pwrite(2), for a
-// cold slot (see Take): a page that write(2) fills whole is taken into
-// the memfd without the zeroing that faulting it in through a mapping
-// costs (the kernel zeroes only what a write leaves of a new page), which
-// was most of what keeping fresh bytes cost. Bytes written so are in the
-// producer's mapping and in this process's as any others.
+// cold slot (see Take): the kernel fills pages the producer reserved
+// without zeroing them first (it zeroes only what a write leaves of a
+// page never written), where a store through the mapping would fault
+// each page in zeroed; that zeroing was most of what keeping fresh bytes
+// cost. Bytes written so are in the producer's mapping and in this
+// process's as any others.
 func (r *Rx) WriteSlot(p []byte, off uint64) error {
 	if r.arenaMap == nil || off+uint64(len(p)) > uint64(len(r.arena)) {
 		return fmt.Errorf("%w: %d bytes at arena offset %d", ErrRing, len(p), off)

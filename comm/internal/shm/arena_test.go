@@ -3,6 +3,7 @@ package shm
 import (
 	"bytes"
 	"errors"
+	"golang.org/x/sys/unix"
 	"io"
 	"testing"
 
@@ -271,5 +272,47 @@ func TestNoSlotsWithoutArena(t *testing.T) {
 	}
 	if _, _, _, ok := rx.Take(); ok {
 		t.Fatal("Take without an arena")
+	}
+}
+
+// TestReserve: Reserve takes a slot's memory (the memfd's blocks grow by
+// the slot), bytes written into it with WriteSlot are in the owner's
+// mapping, and anything but a whole slot, or a closed arena, is refused.
+func TestReserve(t *testing.T) {
+	a, tx, rx := lending(t, 4)
+	blocks := func() int64 {
+		var st unix.Stat_t
+		if err := unix.Fstat(a.fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Blocks * 512
+	}
+	b := a.Alloc(slot)
+	before := blocks()
+	if err := a.Reserve(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := blocks() - before; got < slot {
+		t.Fatalf("Reserve took %d bytes of memory, want the slot's %d", got, slot)
+	}
+	off, _ := a.Offset(b)
+	if !tx.Give(off, true) {
+		t.Fatal("Give refused")
+	}
+	if _, got, cold, ok := rx.Take(); !ok || !cold || got != off {
+		t.Fatalf("Take: off %d cold %v ok %v", got, cold, ok)
+	}
+	if err := rx.WriteSlot([]byte("reserved"), off+100); err != nil {
+		t.Fatal(err)
+	}
+	if string(b[100:108]) != "reserved" {
+		t.Fatal("bytes written into a reserved slot are not in the owner's mapping")
+	}
+	if a.Reserve(b[:10]) == nil || a.Reserve(make([]byte, slot)) == nil {
+		t.Fatal("Reserve of something other than a whole slot")
+	}
+	a.Close()
+	if a.Reserve(a.mem[slot:2*slot]) == nil {
+		t.Fatal("Reserve on a closed arena")
 	}
 }
