@@ -3,6 +3,7 @@ package rt_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/pispace/pispace/rt"
@@ -371,4 +372,47 @@ func vcollectives[T rt.Elem](ctx context.Context, c *rt.Comm, k int) error {
 		return err
 	}
 	return check("scatterv", got, mine)
+}
+
+// TestAllreduceHalvingBuffers: on the halving path (power-of-two rank
+// counts read send in their first step instead of copying it into recv)
+// the result never depends on what recv held, and send and recv may be
+// the same vector or overlap in part (then copied first).
+func TestAllreduceHalvingBuffers(t *testing.T) {
+	for _, n := range []int{2, 3, 4, 8} {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			run(t, n, rttest.Options{Config: configs["large"]}, func(ctx context.Context, c *rt.Comm) error {
+				const k = 96
+				r := c.Rank()
+				ins := make([][]float64, n)
+				for i := range n {
+					ins[i] = vec[float64](i, k, 1)
+				}
+				want := refReduce(ins, n, elementwise(func(x, y float64) float64 { return x + y }))
+				out := make([]float64, k)
+				for i := range out {
+					out[i] = 1e300 // garbage the result must not see
+				}
+				if err := rt.Allreduce(ctx, c, ins[r], out, rt.Sum[float64]()); err != nil {
+					return err
+				}
+				if err := check("recv full of garbage", out, want); err != nil {
+					return err
+				}
+				same := slices.Clone(ins[r])
+				if err := rt.Allreduce(ctx, c, same, same, rt.Sum[float64]()); err != nil {
+					return err
+				}
+				if err := check("in place", same, want); err != nil {
+					return err
+				}
+				buf := make([]float64, k+8)
+				copy(buf[8:], ins[r])
+				if err := rt.Allreduce(ctx, c, buf[8:], buf[:k], rt.Sum[float64]()); err != nil {
+					return err
+				}
+				return check("overlapping in part", buf[:k], want)
+			})
+		})
+	}
 }

@@ -90,6 +90,17 @@ func codeOf[T Elem]() elemCode {
 // case a []T is already its own wire encoding.
 var nativeLE = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
+// partlyOverlap reports whether a and b share memory without being the
+// same vector.
+func partlyOverlap[T Elem](a, b []T) bool {
+	x, y := asBytes(a), asBytes(b)
+	if len(x) == 0 || len(y) == 0 || &x[0] == &y[0] {
+		return false
+	}
+	px, py := uintptr(unsafe.Pointer(&x[0])), uintptr(unsafe.Pointer(&y[0]))
+	return px < py+uintptr(len(y)) && py < px+uintptr(len(x))
+}
+
 // asBytes views s as its bytes in host order, without copying.
 func asBytes[T Elem](s []T) []byte {
 	if len(s) == 0 {
