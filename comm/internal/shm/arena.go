@@ -281,13 +281,7 @@ func (r *Rx) Take() (b []byte, off uint64, cold, ok bool) {
 		return nil, 0, false, false
 	}
 	b = r.arena[off : off+uint64(r.slot) : off+uint64(r.slot)]
-	if !cold {
-		// Map the slot's pages writable here in one system call, where
-		// writing them would fault once per page: a slot the producer
-		// faulted in is still unmapped in this process the first time.
-		// An error (a kernel before 5.14) only leaves them to fault in.
-		unix.Madvise(b, unix.MADV_POPULATE_WRITE)
-	}
+	r.arenaMap.populate(int(off/uint64(r.slot)), b, cold)
 	return b, off, cold, true
 }
 

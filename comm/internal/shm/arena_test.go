@@ -316,3 +316,31 @@ func TestReserve(t *testing.T) {
 		t.Fatal("Reserve on a closed arena")
 	}
 }
+
+// TestSlotMappedOnce: a slot taken warm is populated once per process and
+// remembered; taking it cold (punched out since, so unmapped) forgets
+// it; a slot index past the bitmap (a header stating a smaller slot size)
+// is populated without being remembered.
+func TestSlotMappedOnce(t *testing.T) {
+	a, tx, rx := lending(t, 4)
+	m := rx.arenaMap
+	isMapped := func(i int) bool { return m.mapped[i/64].Load()&(1<<(i%64)) != 0 }
+	for _, step := range []struct {
+		cold bool
+		want bool
+	}{{false, true}, {false, true}, {true, false}, {false, true}} {
+		if !tx.Give(slot, step.cold) {
+			t.Fatal("Give refused")
+		}
+		if _, _, _, ok := rx.Take(); !ok {
+			t.Fatal("Take failed")
+		}
+		if isMapped(1) != step.want {
+			t.Fatalf("after a %v take: mapped %v, want %v", step.cold, isMapped(1), step.want)
+		}
+	}
+	if isMapped(0) || isMapped(2) {
+		t.Fatal("slots never taken are marked mapped")
+	}
+	m.populate(len(m.mapped)*64, a.mem[:slot], false) // past the bitmap: no panic
+}

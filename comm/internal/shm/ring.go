@@ -511,6 +511,11 @@ func (r *Rx) mapArena(fd int) error {
 	if err != nil {
 		return err
 	}
+	mapped.Lock()
+	if m.mapped == nil {
+		m.mapped = make([]atomic.Uint64, (uint64(size)/slot+63)/64)
+	}
+	mapped.Unlock()
 	r.arena, r.arenaMap, r.slot = m.mem, m, int(slot)
 	return nil
 }
@@ -529,6 +534,35 @@ type sharedMap struct {
 	fd   int // a descriptor of its own, for Rx.WriteSlot
 	mem  []byte
 	refs int
+	// mapped has a bit per slot whose pages this process has mapped
+	// writable (Rx.Take), set once the slot size is known (mapArena).
+	mapped []atomic.Uint64
+}
+
+// populate maps the pages of slot i (the bytes b) writable in this
+// process, once: a slot stays mapped however many times it comes back
+// from the producer's free list, and a populate call that finds every
+// page mapped still walked them all (30-90 µs per 1 MiB slot, a fifth of
+// a 1 MiB write's time). A cold slot (reserved again after the producer
+// punched it out, which unmapped it everywhere) is filled with pwrite
+// and forgotten here, so that it is mapped again when it next comes warm.
+func (m *sharedMap) populate(i int, b []byte, cold bool) {
+	if i/64 >= len(m.mapped) { // another ring's header stated a smaller slot size
+		if !cold {
+			unix.Madvise(b, unix.MADV_POPULATE_WRITE)
+		}
+		return
+	}
+	w, bit := &m.mapped[i/64], uint64(1)<<(i%64)
+	switch {
+	case cold:
+		w.And(^bit)
+	case w.Load()&bit == 0:
+		// One system call, where writing would fault once per page. An
+		// error (a kernel before 5.14) only leaves them to fault in.
+		unix.Madvise(b, unix.MADV_POPULATE_WRITE)
+		w.Or(bit)
+	}
 }
 
 // mapShared returns the process's mapping of the arena fd, of size bytes,
