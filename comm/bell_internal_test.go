@@ -102,10 +102,7 @@ func TestSlowReaderGetsServerRing(t *testing.T) {
 	ctx := testCtx(t)
 	payload := bytesOf(5, total)
 	publish(t, sw, "slow", payload)
-	r, err := sr.Attach(ctx, "slow")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := mustAttach(t, sr, "slow")
 	defer r.Close()
 	got := make([]byte, 0, total)
 	buf := make([]byte, 64<<10)

@@ -164,35 +164,54 @@ func TestSinkDropsStalledReader(t *testing.T) {
 	}
 }
 
+// mustCreate creates channel name in s.
+func mustCreate(t *testing.T, s *Space, name string) *Writer {
+	t.Helper()
+	w, err := s.Create(testCtx(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// mustAttach attaches channel name in s.
+func mustAttach(t *testing.T, s *Space, name string) *Reader {
+	t.Helper()
+	r, err := s.Attach(testCtx(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// mustWrite writes p to w.
+func mustWrite(t *testing.T, w *Writer, p []byte) {
+	t.Helper()
+	if _, err := w.Write(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mustClose closes w.
+func mustClose(t *testing.T, w *Writer) {
+	t.Helper()
+	if err := w.Close(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // openPair creates channel name in sw and attaches it in sr.
 func openPair(t *testing.T, sw, sr *Space, name string) (*Writer, *Reader) {
 	t.Helper()
-	ctx := testCtx(t)
-	w, err := sw.Create(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := sr.Attach(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w, r
+	return mustCreate(t, sw, name), mustAttach(t, sr, name)
 }
 
 // publish writes p as a whole channel name in sw: create, write, close.
 func publish(t *testing.T, sw *Space, name string, p []byte) {
 	t.Helper()
-	ctx := testCtx(t)
-	w, err := sw.Create(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(p); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
+	w := mustCreate(t, sw, name)
+	mustWrite(t, w, p)
+	mustClose(t, w)
 }
 
 // pipeline starts a server and two clients (writer side, reader side) with

@@ -172,35 +172,19 @@ func TestPoolKeepsRingsForWriters(t *testing.T) {
 	needHost(t)
 	ctx := testCtx(t)
 	sw, _, _, _ := pipeline(t, nil)
-	w0, err := sw.Create(ctx, "zero")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w1, err := sw.Create(ctx, "first")
-	if err != nil {
-		t.Fatal(err)
-	}
+	w0, w1 := mustCreate(t, sw, "zero"), mustCreate(t, sw, "first")
 	w0c, w1c := w0.c, w1.c
-	if err := w0.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w1.Write(bytesOf(1, 3<<20)); err != nil {
-		t.Fatal(err)
-	}
+	mustClose(t, w0)
+	mustWrite(t, w1, bytesOf(1, 3<<20))
 	if err := w1.Flush(ctx); err != nil { // the connection's next write offers a ring
 		t.Fatal(err)
 	}
-	if err := w1.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
+	mustClose(t, w1)
 	if w1c.fitness(true) != 2 || w0c.fitness(true) != 1 {
 		t.Fatal("want a ring to the server after 3 MiB, and none on a connection that carried nothing")
 	}
 	// Pooled: w0's connection, then w1's.
-	r1, err := sw.Attach(ctx, "first")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r1 := mustAttach(t, sw, "first")
 	if r1.cc != w0c {
 		t.Fatal("a reader did not get the idle connection without a ring")
 	}
@@ -212,24 +196,14 @@ func TestPoolKeepsRingsForWriters(t *testing.T) {
 		t.Fatal("the reader's connection has no ring from the server after 3 MiB")
 	}
 	// Pooled: w1's connection, then the reader's.
-	w2, err := sw.Create(ctx, "second")
-	if err != nil {
-		t.Fatal(err)
-	}
+	w2 := mustCreate(t, sw, "second")
 	if w2.c != w1c {
 		t.Fatal("a writer did not get the idle connection with a ring")
 	}
-	if _, err := w2.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if err := w2.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, w2, []byte("x"))
+	mustClose(t, w2)
 	// Pooled: the reader's connection, then the writer's.
-	r3, err := sw.Attach(ctx, "second")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r3 := mustAttach(t, sw, "second")
 	defer r3.Close()
 	if r3.cc != w0c {
 		t.Fatal("a reader did not get the idle connection with the server's ring to it")

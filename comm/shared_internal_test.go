@@ -552,10 +552,7 @@ func lentSurvives(t *testing.T, cut bool) {
 	ctx := testCtx(t)
 	old := bytesOf(1, total)
 	publish(t, sw, "old", old)
-	r, err := sr.Attach(ctx, "old")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := mustAttach(t, sr, "old")
 	defer r.Close()
 	// Read until a frame comes as a loan, and stop 10 bytes into it.
 	buf := make([]byte, 64<<10)
