@@ -61,13 +61,13 @@ type conn struct {
 	// askedArena: a TArena went out (see askArena). slot is the slot of
 	// the server's arena being filled, for segment slotSeg of instance
 	// slotInst of slotSpace, at arena offset slotOff (see place);
-	// slotCold: it was given cold, and is filled with pwrite.
+	// slotCall: it is filled with pwrite (shm.Rx.Take says which).
 	// Guarded by wmu.
 	askedArena bool
 	badArena   bool
 	slot       []byte
 	slotOff    uint64
-	slotCold   bool
+	slotCall   bool
 	slotSpace  string
 	slotInst   uint64
 	slotSeg    int64

@@ -138,7 +138,12 @@ func (r *Reader) ReadContext(ctx context.Context, p []byte) (int, error) {
 	}
 	for !r.eof {
 		if len(r.pending) > 0 {
-			n := copy(p, r.pending)
+			var n int
+			if r.ringConn != nil { // bytes in a shared ring or lent from an arena
+				n = r.ringConn.rx.Copy(p, r.pending)
+			} else {
+				n = copy(p, r.pending)
+			}
 			r.pending = r.pending[n:]
 			if len(r.pending) == 0 {
 				r.releaseRing()

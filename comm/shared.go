@@ -357,15 +357,15 @@ func (c *conn) place(space string, inst uint64, off int64, p []byte) (uint64, in
 	size := int64(c.rx.SlotSize())
 	seg, at := off/size, int(off%size)
 	if !c.slotFor(space, inst, seg) {
-		b, aoff, cold, ok := c.rx.Take()
+		b, aoff, call, ok := c.rx.Take()
 		if !ok || at != 0 {
 			c.slot, c.badArena = nil, true
 			return 0, 0, false
 		}
-		c.slot, c.slotOff, c.slotCold, c.slotSpace, c.slotInst, c.slotSeg = b, aoff, cold, space, inst, seg
+		c.slot, c.slotOff, c.slotCall, c.slotSpace, c.slotInst, c.slotSeg = b, aoff, call, space, inst, seg
 	}
 	n := min(len(p), len(c.slot)-at)
-	if !c.slotCold || c.rx.WriteSlot(p[:n], c.slotOff+uint64(at)) != nil {
+	if !c.slotCall || c.rx.WriteSlot(p[:n], c.slotOff+uint64(at)) != nil {
 		copy(c.slot[at:], p[:n])
 	}
 	c.arenaBytes += int64(n)

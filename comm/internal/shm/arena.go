@@ -266,27 +266,27 @@ func (r *Rx) Slots() int {
 }
 
 // Take takes the next slot given (see Tx.Give): the slot's bytes, its
-// offset in the arena, and whether it is cold (to be filled with
-// WriteSlot). False when none is there, or the producer's entry is not a
-// slot of the arena.
-func (r *Rx) Take() (b []byte, off uint64, cold, ok bool) {
+// offset in the arena, and whether to fill it with WriteSlot (call) rather
+// than through b: a cold slot, or any where this process's first touches
+// are slow (see touchSlow). False when none is there, or the producer's
+// entry is not a slot of the arena.
+func (r *Rx) Take() (b []byte, off uint64, call, ok bool) {
 	if r.Slots() == 0 {
 		return nil, 0, false, false
 	}
 	off = wordAt(r.hdr, slotQueueOffset+8*int(r.took%SlotQueue)).Load()
 	r.took++
 	wordAt(r.hdr, slotsTakenOffset).Store(r.took)
-	cold, off = off&coldSlot != 0, off&^coldSlot
-	if off%uint64(r.slot) != 0 || off >= uint64(len(r.arena)) {
+	cold := off&coldSlot != 0
+	if off &^= coldSlot; off%uint64(r.slot) != 0 || off >= uint64(len(r.arena)) {
 		return nil, 0, false, false
 	}
 	b = r.arena[off : off+uint64(r.slot) : off+uint64(r.slot)]
-	r.arenaMap.populate(int(off/uint64(r.slot)), b, cold)
-	return b, off, cold, true
+	return b, off, r.arenaMap.populate(int(off/uint64(r.slot)), b, cold), true
 }
 
 // WriteSlot writes p at offset off of the arena with pwrite(2), for a
-// cold slot (see Take): the kernel fills pages the producer reserved
+// slot Take said so of. For a cold one, the kernel fills pages the producer reserved
 // without zeroing them first (it zeroes only what a write leaves of a
 // page never written), where a store through the mapping would fault
 // each page in zeroed; that zeroing was most of what keeping fresh bytes
@@ -321,4 +321,33 @@ func SameUser(c *net.UnixConn) bool {
 		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	})
 	return err == nil && cred != nil && int(cred.Uid) == unix.Geteuid()
+}
+
+// Copy copies the bytes of v, a view this Rx returned (see View), into
+// dst, as copy(dst, v) does. Lent bytes, in the producer's arena, are
+// read with pread(2) where this process's first touches of shared pages
+// are slow (see touchSlow): a reader mostly reads each lent page once,
+// and the kernel's own mapping of it needs no fault.
+func (r *Rx) Copy(dst, v []byte) int {
+	n := min(len(dst), len(v))
+	if n == 0 || r.arenaMap == nil || !touchSlow() {
+		return copy(dst, v)
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(r.arena)))
+	at := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
+	if at < base || at-base >= uintptr(len(r.arena)) {
+		return copy(dst, v) // the ring's bytes: this process touched them before
+	}
+	off := int64(at - base)
+	for done := 0; done < n; {
+		k, err := unix.Pread(r.arenaMap.fd, dst[done:n], off+int64(done))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || k <= 0 {
+			return done + copy(dst[done:n], v[done:n]) // the mapping holds the same bytes
+		}
+		done += k
+	}
+	return n
 }

@@ -3,9 +3,11 @@ package shm
 import (
 	"bytes"
 	"errors"
-	"golang.org/x/sys/unix"
+	"fmt"
 	"io"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pispace/pispace/comm/internal/unixtest"
 )
@@ -202,6 +204,15 @@ func TestBadArenaReferences(t *testing.T) {
 }
 
 func TestSlotQueue(t *testing.T) {
+	for _, slow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("slow-touch=%v", slow), func(t *testing.T) { slotQueue(t, slow) })
+	}
+}
+
+// slotQueue: slots given are taken in order; a cold one, or any where
+// first touches are slow, is to be filled with WriteSlot.
+func slotQueue(t *testing.T, slow bool) {
+	withTouch(t, slow)
 	a, tx, rx := lending(t, 2*SlotQueue)
 	if rx.SlotSize() != slot {
 		t.Fatalf("SlotSize %d, want %d", rx.SlotSize(), slot)
@@ -218,12 +229,12 @@ func TestSlotQueue(t *testing.T) {
 		t.Fatalf("full queue: Give accepted more, or Queued %d / Slots %d", tx.Queued(), rx.Slots())
 	}
 	for i := range 3 {
-		b, off, cold, ok := rx.Take()
-		if !ok || off != uint64(i*slot) || len(b) != slot || cap(b) != slot || cold != (i == 1) {
-			t.Fatalf("Take %d: off %d len %d cold %v ok %v", i, off, len(b), cold, ok)
+		b, off, call, ok := rx.Take()
+		if !ok || off != uint64(i*slot) || len(b) != slot || cap(b) != slot || call != (i == 1 || slow) {
+			t.Fatalf("Take %d: off %d len %d call %v ok %v", i, off, len(b), call, ok)
 		}
 		s := a.mem[i*slot : (i+1)*slot]
-		if cold { // filled with pwrite, seen in both mappings
+		if call { // filled with pwrite, seen in both mappings
 			if err := rx.WriteSlot([]byte("cold"), off+5); err != nil {
 				t.Fatal(err)
 			}
@@ -322,6 +333,7 @@ func TestReserve(t *testing.T) {
 // it; a slot index past the bitmap (a header stating a smaller slot size)
 // is populated without being remembered.
 func TestSlotMappedOnce(t *testing.T) {
+	withTouch(t, false)
 	a, tx, rx := lending(t, 4)
 	m := rx.arenaMap
 	isMapped := func(i int) bool { return m.mapped[i/64].Load()&(1<<(i%64)) != 0 }
@@ -343,4 +355,79 @@ func TestSlotMappedOnce(t *testing.T) {
 		t.Fatal("slots never taken are marked mapped")
 	}
 	m.populate(len(m.mapped)*64, a.mem[:slot], false) // past the bitmap: no panic
+}
+
+// TestSlowTouchNeverMaps: where first touches are slow, a slot taken warm
+// is filled with WriteSlot and left unmapped, and one mapped before is
+// forgotten (it may be punched out and come back cold meanwhile).
+func TestSlowTouchNeverMaps(t *testing.T) {
+	withTouch(t, false)
+	_, tx, rx := lending(t, 4)
+	m := rx.arenaMap
+	isMapped := func(i int) bool { return m.mapped[i/64].Load()&(1<<(i%64)) != 0 }
+	take := func() bool {
+		t.Helper()
+		if !tx.Give(slot, false) {
+			t.Fatal("Give refused")
+		}
+		_, _, call, ok := rx.Take()
+		if !ok {
+			t.Fatal("Take failed")
+		}
+		return call
+	}
+	if take() || !isMapped(1) {
+		t.Fatal("fast touches: a warm slot is not mapped")
+	}
+	withTouch(t, true)
+	if !take() || isMapped(1) {
+		t.Fatal("slow touches: a warm slot is not left to WriteSlot, or stays marked mapped")
+	}
+}
+
+// TestCopy: Copy gives what copy gives, for lent bytes (read with pread
+// where first touches are slow) and for the ring's, whole or in part.
+func TestCopy(t *testing.T) {
+	for _, slow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("slow-touch=%v", slow), func(t *testing.T) {
+			withTouch(t, slow)
+			a, tx, rx := lending(t, 4)
+			seg := a.Alloc(slot)
+			for i := range seg {
+				seg[i] = byte(i*13 + 1)
+			}
+			off, _ := a.Offset(seg)
+			lent, ok := tx.Lend(off+100, slot-100, 2*slot, func() {})
+			if !ok {
+				t.Fatal("Lend refused")
+			}
+			ringed := bytes.Repeat([]byte{7, 8, 9}, 7<<10)
+			put, ok := tx.Put(ringed)
+			if !ok {
+				t.Fatal("Put failed")
+			}
+			for _, c := range []struct {
+				pos  uint64
+				n    int
+				want []byte
+			}{{lent, slot - 100, seg[100:]}, {put, len(ringed), ringed}} {
+				v, err := rx.View(c.pos, c.n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, size := range []int{c.n, c.n / 3, 1} {
+					dst := make([]byte, size)
+					if n := rx.Copy(dst, v); n != size || !bytes.Equal(dst, c.want[:size]) {
+						t.Fatalf("Copy of %d into %d bytes: %d, equal %v", c.n, size, n, bytes.Equal(dst, c.want[:size]))
+					}
+				}
+				if n := rx.Copy(make([]byte, c.n+5), v[7:]); n != c.n-7 {
+					t.Fatalf("Copy of the view's tail into a larger buffer: %d, want %d", n, c.n-7)
+				}
+			}
+			if n := rx.Copy(nil, nil); n != 0 {
+				t.Fatalf("Copy of nothing: %d", n)
+			}
+		})
+	}
 }

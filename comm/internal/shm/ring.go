@@ -540,29 +540,32 @@ type sharedMap struct {
 }
 
 // populate maps the pages of slot i (the bytes b) writable in this
-// process, once: a slot stays mapped however many times it comes back
-// from the producer's free list, and a populate call that finds every
-// page mapped still walked them all (30-90 µs per 1 MiB slot, a fifth of
-// a 1 MiB write's time). A cold slot (reserved again after the producer
-// punched it out, which unmapped it everywhere) is filled with pwrite
-// and forgotten here, so that it is mapped again when it next comes warm.
-func (m *sharedMap) populate(i int, b []byte, cold bool) {
-	if i/64 >= len(m.mapped) { // another ring's header stated a smaller slot size
-		if !cold {
-			unix.Madvise(b, unix.MADV_POPULATE_WRITE)
+// process, once, and reports whether the slot is to be filled with
+// WriteSlot instead: a cold slot (reserved again after the producer
+// punched it out, which unmapped it everywhere) is, and forgotten here,
+// so that it is mapped again when it next comes warm; so is every slot
+// where first touches are slow (touchSlow). A slot stays mapped however
+// many times it comes back from the producer's free list, and a populate
+// call that finds every page mapped still walked them all (30-90 µs per
+// 1 MiB slot, a fifth of a 1 MiB write's time).
+func (m *sharedMap) populate(i int, b []byte, cold bool) (call bool) {
+	if cold || touchSlow() {
+		if i/64 < len(m.mapped) {
+			m.mapped[i/64].And(^(uint64(1) << (i % 64)))
 		}
-		return
+		return true
 	}
-	w, bit := &m.mapped[i/64], uint64(1)<<(i%64)
-	switch {
-	case cold:
-		w.And(^bit)
-	case w.Load()&bit == 0:
+	if i/64 >= len(m.mapped) { // another ring's header stated a smaller slot size
+		unix.Madvise(b, unix.MADV_POPULATE_WRITE)
+		return false
+	}
+	if w, bit := &m.mapped[i/64], uint64(1)<<(i%64); w.Load()&bit == 0 {
 		// One system call, where writing would fault once per page. An
 		// error (a kernel before 5.14) only leaves them to fault in.
 		unix.Madvise(b, unix.MADV_POPULATE_WRITE)
 		w.Or(bit)
 	}
+	return false
 }
 
 // mapShared returns the process's mapping of the arena fd, of size bytes,
