@@ -80,6 +80,7 @@ type session struct {
 	// slotUse's fields, the reading goroutine's).
 	slotMu    sync.Mutex
 	wantSlots bool
+	slotsWant atomic.Int32 // how many to keep queued (slotTarget); written under slotMu
 	slots     map[uint64]*slotUse
 	slotsOf   map[cache.Key][]uint64
 
@@ -99,7 +100,7 @@ type session struct {
 }
 
 func newSession(s *Server, c net.Conn, id uint64) *session {
-	return &session{
+	ss := &session{
 		s:       s,
 		conn:    c,
 		lid:     lookup.SessionID(id),
@@ -111,6 +112,8 @@ func newSession(s *Server, c net.Conn, id uint64) *session {
 		streams: map[uint32]context.CancelFunc{},
 		attach:  map[uint32]string{},
 	}
+	ss.slotsWant.Store(slotsWanted)
+	return ss
 }
 
 // serve runs the session to its end: handshake, then the reader loop on this

@@ -27,8 +27,30 @@ import (
 // server cut keeps its slots for good: the writer may still write into
 // them.
 
-// slotsWanted is how many slots a session keeps in its writer's queue.
-const slotsWanted = 4
+// slotsWanted is how many slots a session keeps in its writer's queue at
+// first, slotsMax how many at most (see slotTarget).
+const (
+	slotsWanted = 4
+	slotsMax    = 16
+)
+
+// slotTarget returns how many slots a session keeps in its writer's queue,
+// cur until now, when queued are left there and given says whether any
+// were given before: twice as many (up to slotsMax) once the writer has
+// taken them all, since its burst of large writes then outran the refills
+// and went through its ring, for the server to copy. On a shadow-paging
+// guest a quarter of a bandwidth run's bytes went so with 4 slots, and a
+// copy into fresh segment memory through the server's mapping is slow
+// there (see shm's touchSlow); with 16 a few percent did (OSU by default:
+// 1 MiB bandwidth 1083-1129 -> 1560-1568 MB/s, 2-rank 1 Mi Allreduce
+// 42-44 -> 13-14 ms). Slots queued are not yet counted against the
+// cache's bound, so a session that never runs dry keeps four.
+func slotTarget(cur, queued int, given bool) int {
+	if queued == 0 && given {
+		return min(2*cur, slotsMax)
+	}
+	return cur
+}
 
 // slotUse is one slot given to the session's writer.
 type slotUse struct {
@@ -64,12 +86,12 @@ func (ss *session) startArena() {
 	}
 }
 
-// refill gives the writer slots up to slotsWanted, once the ring that
-// carries them is offered: by the writing goroutine right after the
-// offer, by the reading one after each write.
+// refill gives the writer slots up to its target (slotTarget), once the
+// ring that carries them is offered: by the writing goroutine right after
+// the offer, by the reading one after each write.
 func (ss *session) refill() {
 	tx := ss.offered.Load()
-	if tx == nil || tx.Queued() >= slotsWanted { // also a ring without an arena
+	if tx == nil || tx.Queued() >= int(ss.slotsWant.Load()) { // also a ring without an arena
 		return
 	}
 	ss.slotMu.Lock()
@@ -77,7 +99,9 @@ func (ss *session) refill() {
 	if !ss.wantSlots {
 		return
 	}
-	for tx.Queued() < slotsWanted {
+	want := slotTarget(int(ss.slotsWant.Load()), tx.Queued(), len(ss.slots) > 0)
+	ss.slotsWant.Store(int32(want))
+	for tx.Queued() < want {
 		b, cold := ss.s.store.TakeBuffer()
 		off, ok := ss.s.arena.Offset(b)
 		if !ok || len(b) != ss.s.arena.SlotSize() || off%uint64(len(b)) != 0 || !tx.Give(off, cold) {
