@@ -45,7 +45,10 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Cluster, error) {
 	cfg = cfg.sized(1)
 	c := &Cluster{}
 	for i := range cfg.Nodes {
-		nc := NodeConfig{Bind: "127.0.0.1:0", Slots: cfg.Slots, Mem: cfg.Mem, Profile: ProfileTuned, Logger: cfg.Logger,
+		// The nodes share this machine: one P per rank when their slots
+		// together oversubscribe it.
+		nc := NodeConfig{Bind: "127.0.0.1:0", Slots: cfg.Slots, Procs: rankProcs(cfg.Nodes*cfg.Slots, runtime.NumCPU()),
+			Mem: cfg.Mem, Profile: ProfileTuned, Logger: cfg.Logger,
 			Labels: map[string]string{"embedded": "true"}}
 		if i > 0 {
 			nc.Join = []string{c.nodes[0].Addr()}

@@ -20,6 +20,7 @@ type NodeConfig struct {
 	Bind        string            // gossip host:port; "" means 0.0.0.0:7946. Servent and comm listen on the same host, port 0
 	Join        []string          // seeds; empty starts a new cluster
 	Slots       int               // rank slots; 0 means the number of CPUs
+	Procs       int               // GOMAXPROCS of each rank; 0 means 1 when Slots exceeds the CPUs (rankProcs), negative Go's default
 	Mem         int64             // memory for ranks; 0 means the machine's total memory
 	CacheMem    int64             // memory for the comm cache before it spills to DataDir; 0 means Mem/8, at least 256 MiB
 	MaxTime     time.Duration     // longest time limit granted; 0 means none
@@ -87,6 +88,9 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 func fillNodeConfig(c *NodeConfig) error {
 	c.Bind = cmpOr(c.Bind, "0.0.0.0:7946")
 	c.Slots = cmpOr(c.Slots, runtime.NumCPU())
+	if c.Procs == 0 {
+		c.Procs = rankProcs(c.Slots, runtime.NumCPU())
+	}
 	if c.Mem == 0 {
 		c.Mem = totalMemory()
 	}
@@ -140,7 +144,7 @@ func (n *Node) startServices(name string) error {
 		MaxTime: n.cfg.MaxTime, Labels: n.cfg.Labels, Servent: sl.Addr().String(), Comm: cl.Addr().String()}
 	n.servent, err = NewServent(ServentConfig{Name: name, Slots: n.cfg.Slots, Mem: n.cfg.Mem, MaxTime: n.cfg.MaxTime,
 		DataDir: n.cfg.DataDir, Key: n.cfg.Key, Grace: n.cfg.Grace, Logger: n.cfg.Logger.With("part", "servent"),
-		OnChange: n.publish, Locate: n.locate})
+		Procs: max(n.cfg.Procs, 0), OnChange: n.publish, Locate: n.locate})
 	if err != nil {
 		sl.Close()
 		return err
