@@ -41,10 +41,11 @@ const (
 // and went through its ring, for the server to copy. On a shadow-paging
 // guest a quarter of a bandwidth run's bytes went so with 4 slots, and a
 // copy into fresh segment memory through the server's mapping is slow
-// there (see shm's touchSlow); with 16 a few percent did (OSU by default:
-// 1 MiB bandwidth 1083-1129 -> 1560-1568 MB/s, 2-rank 1 Mi Allreduce
-// 42-44 -> 13-14 ms). Slots queued are not yet counted against the
-// cache's bound, so a session that never runs dry keeps four.
+// there (see shm's touchSlow); growing to 16, a few percent did (OSU by
+// default, 2 rounds: 1 MiB bandwidth 1101-1123 -> 1473-1626 MB/s, 2-rank
+// 1 Mi Allreduce 40.9-42.7 -> 10.9-13.3 ms). Slots queued are not yet
+// counted against the cache's bound, so a session that never runs dry
+// keeps four.
 func slotTarget(cur, queued int, given bool) int {
 	if queued == 0 && given {
 		return min(2*cur, slotsMax)

@@ -286,12 +286,12 @@ func (r *Rx) Take() (b []byte, off uint64, call, ok bool) {
 }
 
 // WriteSlot writes p at offset off of the arena with pwrite(2), for a
-// slot Take said so of. For a cold one, the kernel fills pages the producer reserved
-// without zeroing them first (it zeroes only what a write leaves of a
-// page never written), where a store through the mapping would fault
-// each page in zeroed; that zeroing was most of what keeping fresh bytes
-// cost. Bytes written so are in the producer's mapping and in this
-// process's as any others.
+// slot Take returned call for. Into a cold one, the kernel fills pages
+// the producer reserved without zeroing them first (it zeroes only what
+// a write leaves of a page never written), where a store through the
+// mapping would fault each page in zeroed; that zeroing was most of what
+// keeping fresh bytes cost. Bytes written so are in the producer's
+// mapping and in this process's as any others.
 func (r *Rx) WriteSlot(p []byte, off uint64) error {
 	if r.arenaMap == nil || off+uint64(len(p)) > uint64(len(r.arena)) {
 		return fmt.Errorf("%w: %d bytes at arena offset %d", ErrRing, len(p), off)

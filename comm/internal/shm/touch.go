@@ -22,12 +22,13 @@ import (
 // WriteSlot and a reader copies lent bytes out with Copy, both through the
 // arena's descriptor; elsewhere they use the mapping as before.
 //
-// Which machine this is, is measured once per process, the first time an
-// arena is mapped (touchSlow): pwrite into 64 KiB of existing pages of a
-// scratch memfd against a copy into 64 KiB of its pages this process has
-// not touched, the better of two tries each. The two differ by 9-28x on
-// the shadow-paging guest and by less than 2x where faults are cheap;
-// the cut is 4x.
+// Which machine this is, is measured once per process, the first time a
+// slot is taken or lent bytes are copied (touchSlow): pwrite into 64 KiB
+// of existing pages of a scratch memfd against a copy into 64 KiB of its
+// pages this process has not touched, the better of two tries each. The
+// two differ by 9-28x on the shadow-paging guest; where a fault maps 16
+// pages they should differ by little (not measured: no such machine was
+// at hand when this was written). The cut is 4x.
 
 var touch struct {
 	once sync.Once

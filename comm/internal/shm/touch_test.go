@@ -2,7 +2,7 @@ package shm
 
 import "testing"
 
-// withTouch makes touchSlow report slow for the rest of the test.
+// withTouch makes touchSlow report the given slow for the rest of the test.
 func withTouch(t *testing.T, slow bool) {
 	t.Helper()
 	touchSlow() // measured once, before the override
