@@ -28,7 +28,9 @@ import (
 // pages this process has not touched, the better of two tries each. The
 // two differ by 9-28x on the shadow-paging guest; where a fault maps 16
 // pages they should differ by little (not measured: no such machine was
-// at hand when this was written). The cut is 4x.
+// at hand when this was written). The cut is 4x. The measurement took
+// 0.5-1.3 ms on that guest, once per process, on the goroutine of its
+// first large write or read.
 
 var touch struct {
 	once sync.Once
