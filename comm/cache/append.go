@@ -156,7 +156,7 @@ func (s *Store) appendTail(st *stream, p []byte, own []byte) (int, sealEvent, *b
 	}
 	buf = buf[:l+n]
 	if n > 0 && &buf[l] != &p[0] {
-		copy(buf[l:], p[:n]) // beyond the published length: no reader looks here
+		s.fill(buf[l:], p[:n]) // beyond the published length: no reader looks here
 	}
 	var seg *segment
 	if fresh {
@@ -270,7 +270,7 @@ func (s *Store) grow(buf []byte, need int) (*buffer, error) {
 	if c == s.cfg.SegmentSize {
 		if nb = s.takeFree(); nb == nil {
 			nb = s.fresh()
-			populate(nb)
+			s.ready(nb)
 		}
 		s.wantPrefill()
 	} else {
@@ -279,7 +279,7 @@ func (s *Store) grow(buf []byte, need int) (*buffer, error) {
 			populate(nb)
 		}
 	}
-	copy(nb, buf)
+	s.fill(nb, buf)
 	s.trimFree()
 	return &buffer{b: nb}, nil
 }

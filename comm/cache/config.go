@@ -117,6 +117,22 @@ type Reserver interface {
 	Reserve(b []byte) error
 }
 
+// A Filler is an [Allocator] whose buffers this process fills better with
+// system calls than with stores through b: shm.Arena where a process's
+// first touch of a page is slow (a hypervisor that shadows the guest's
+// page tables traps on each), which writes with pwrite. The store asks
+// Fills once, and then neither faults fresh buffers in ahead nor copies
+// into them itself.
+type Filler interface {
+	Allocator
+	// Fills reports whether Fill is the way to write this process's
+	// buffers.
+	Fills() bool
+	// Fill writes p at dst, which lies in a buffer Alloc returned; an
+	// error (dst is no such buffer's) leaves the copy to the caller.
+	Fill(dst, p []byte) error
+}
+
 // Validate returns c with zero values replaced by their defaults, or an
 // error wrapping ErrConfig if a field is out of range.
 func (c Config) Validate() (Config, error) {

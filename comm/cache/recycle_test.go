@@ -544,3 +544,56 @@ func TestAppendOwned(t *testing.T) {
 		t.Fatalf("%d of 8 buffers free after unpin", free)
 	}
 }
+
+// filling is a slab that fills its own buffers (a cache.Filler), counting
+// the bytes, and refuses to when fail is set; fills says whether it Fills.
+type filling struct {
+	*slab
+	fills  bool
+	fail   bool
+	filled int
+}
+
+func (f *filling) Fills() bool { return f.fills }
+
+func (f *filling) Fill(dst, p []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail || len(dst) < len(p) {
+		return errors.New("no")
+	}
+	f.filled += copy(dst, p)
+	return nil
+}
+
+// TestFillerWritesSegments: a Filler that Fills writes the bytes the store
+// copies into its buffers (and the stream reads back whole); when Fill
+// fails the store copies; one that does not Fill is never asked.
+func TestFillerWritesSegments(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		fills, fail bool
+	}{{"fills", true, false}, {"fill fails", true, true}, {"does not fill", false, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			f := &filling{slab: newSlab(8, seg), fills: c.fills, fail: c.fail}
+			s, err := cache.Open(cache.Config{MemoryBytes: 64 * seg, SegmentSize: seg, RecycleBytes: -1, Memory: f})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			k := cache.Key{Space: "f", Instance: 1}
+			src := pattern(3, 0, 4*seg+seg/2)
+			appendAll(t, s, k, src)
+			mustEqual(t, c.name, readAll(t, s, k, seg/3), src)
+			f.mu.Lock()
+			filled := f.filled
+			f.mu.Unlock()
+			switch {
+			case c.fills && !c.fail && filled < 3*seg: // all but the first segment, which grows from the heap
+				t.Fatalf("%d of %d bytes filled by the Filler", filled, len(src))
+			case (!c.fills || c.fail) && filled != 0:
+				t.Fatalf("%d bytes filled by a Filler that does not fill", filled)
+			}
+		})
+	}
+}

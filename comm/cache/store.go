@@ -56,6 +56,8 @@ type Store struct {
 	freeBytes  atomic.Int64
 	recycled   atomic.Int64
 
+	filler Filler // Config.Memory when it Fills: buffers are written with its Fill, and fresh ones reserved, not faulted in
+
 	prefillSig  chan struct{}  // wakes the prefilling goroutine (see Config.Prefill); nil without one
 	prefillWant int64          // free bytes it keeps ready: Prefill buffers, as many as RecycleBytes lets the free list hold
 	prefilled   atomic.Int64   // fresh buffers it put on the free list
@@ -126,6 +128,9 @@ func Open(cfg Config) (*Store, error) {
 		openDirect: openDirectFile,
 	}
 	s.noDirect.Store(!cfg.DirectIO)
+	if f, ok := cfg.Memory.(Filler); ok && f.Fills() {
+		s.filler = f
+	}
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("cache: open: %w", err)

@@ -272,6 +272,14 @@ func (s *Server) Close() error {
 // a slot per segment the memory bound holds, and 64 more for segments
 // pinned past their eviction; a store that needs more takes them from
 // the heap.
+// The arena is a cache.Filler (where this process's first touches are
+// slow, the store writes segments with pwrite) and a cache.Reserver
+// (fresh slots for writers are reserved, not faulted in).
+var (
+	_ cache.Filler   = (*shm.Arena)(nil)
+	_ cache.Reserver = (*shm.Arena)(nil)
+)
+
 func newArena(cfg Config, ccfg cache.Config) *shm.Arena {
 	if cfg.Lend < 0 || cfg.SharedRing <= 0 || cfg.Local == "off" {
 		return nil

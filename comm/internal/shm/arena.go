@@ -153,6 +153,24 @@ func (a *Arena) index(p []byte) (int, bool) {
 // SlotSize returns the size of the arena's slots.
 func (a *Arena) SlotSize() int { return a.slot }
 
+// Fills reports whether this process writes the arena's slots with Fill
+// (pwrite) rather than through its mapping: where its first touch of a
+// page is slow (see touchSlow). It makes the arena a cache.Filler.
+func (a *Arena) Fills() bool { return touchSlow() }
+
+// Fill writes p at dst, which lies in one slot, with pwrite(2); an error
+// when dst is not the arena's, or is shorter than p.
+func (a *Arena) Fill(dst, p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	off, ok := a.Offset(dst[:min(len(dst), len(p))])
+	if !ok || len(dst) < len(p) {
+		return fmt.Errorf("%w: %d bytes into %d not in one slot of the arena", ErrRing, len(p), len(dst))
+	}
+	return pwriteAll(a.fd, p, int64(off))
+}
+
 // Offset returns where p lies in the arena, when it lies wholly in one
 // slot of it.
 func (a *Arena) Offset(p []byte) (uint64, bool) {
@@ -296,15 +314,20 @@ func (r *Rx) WriteSlot(p []byte, off uint64) error {
 	if r.arenaMap == nil || off+uint64(len(p)) > uint64(len(r.arena)) {
 		return fmt.Errorf("%w: %d bytes at arena offset %d", ErrRing, len(p), off)
 	}
+	return pwriteAll(r.arenaMap.fd, p, int64(off))
+}
+
+// pwriteAll writes p at off of fd.
+func pwriteAll(fd int, p []byte, off int64) error {
 	for len(p) > 0 {
-		n, err := unix.Pwrite(r.arenaMap.fd, p, int64(off))
+		n, err := unix.Pwrite(fd, p, off)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("shm: pwrite to the arena: %w", err)
 		}
-		p, off = p[n:], off+uint64(n)
+		p, off = p[n:], off+int64(n)
 	}
 	return nil
 }

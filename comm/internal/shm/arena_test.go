@@ -431,3 +431,33 @@ func TestCopy(t *testing.T) {
 		})
 	}
 }
+
+// TestArenaFill: Fill writes into a slot with pwrite (the bytes are then
+// in the mapping), and refuses what is not within one slot of the arena.
+func TestArenaFill(t *testing.T) {
+	a, err := NewArena(slot, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b := a.Alloc(slot)
+	p := bytes.Repeat([]byte("fill"), 1000)
+	if err := a.Fill(b[100:], p); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b[100:100+len(p)], p) {
+		t.Fatal("filled bytes are not in the slot")
+	}
+	if a.Fill(b[100:], nil) != nil {
+		t.Fatal("Fill of nothing failed")
+	}
+	for name, dst := range map[string][]byte{
+		"heap":         make([]byte, len(p)),
+		"short":        b[slot-10:],
+		"across slots": a.mem[slot-10 : slot+len(p)],
+	} {
+		if a.Fill(dst, p) == nil {
+			t.Fatalf("Fill into %s accepted", name)
+		}
+	}
+}
