@@ -10,8 +10,8 @@ import (
 
 // A process's first touch of a shared page through its own mapping costs
 // what the machine makes it cost. Under hardware-assisted paging it is a
-// minor fault that maps 16 pages at a time, and copying through the
-// mapping beats a system call; under a hypervisor that shadows the
+// minor fault (a read maps 16 pages at a time, a write one), and copying
+// through a mapping the process keeps beats a system call; under a hypervisor that shadows the
 // guest's page tables (a PVM guest, measured) every page a process
 // touches for the first time traps to the hypervisor: copying 1 MiB into
 // or out of arena pages a process had not touched ran at 0.2-1.5 GB/s,
@@ -26,9 +26,9 @@ import (
 // slot is taken or lent bytes are copied (touchSlow): pwrite into 64 KiB
 // of existing pages of a scratch memfd against a copy into 64 KiB of its
 // pages this process has not touched, the better of two tries each. The
-// two differ by 9-28x on the shadow-paging guest; where a fault maps 16
-// pages they should differ by little (not measured: no such machine was
-// at hand when this was written). The cut is 4x. The measurement took
+// two differ by 9-28x on the shadow-paging guest; where a fault is a
+// minor fault they should differ by little (not measured: no such
+// machine was at hand when this was written). The cut is 4x. The measurement took
 // 0.5-1.3 ms on that guest, once per process, on the goroutine of its
 // first large write or read.
 
