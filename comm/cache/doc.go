@@ -62,7 +62,10 @@
 // bytes are valid during the call. With Config.Prefill a goroutine of the
 // store keeps that many fresh buffers, already faulted in, on the free
 // list, so that a store that keeps everything does not fault in each new
-// segment on its appender's path.
+// segment on its appender's path. A Config.Memory that is a [Filler] and
+// Fills writes the store's buffers itself (shm.Arena, with pwrite, where
+// this process's first touch of a page is slow), and fresh buffers then
+// have their memory reserved ([Reserver]) instead of faulted in.
 //
 // [Store.Trim] discards a stream's whole immutable segments within a
 // range of offsets, for a caller that knows nobody will read them again (a channel

@@ -266,12 +266,6 @@ func (s *Server) Close() error {
 	return err
 }
 
-// newArena makes the arena the store's segment buffers come from (see
-// Config.Lend), or returns nil: rings or the arena are off, or making it
-// failed (the store then uses the heap, and replies are copied). It has
-// a slot per segment the memory bound holds, and 64 more for segments
-// pinned past their eviction; a store that needs more takes them from
-// the heap.
 // The arena is a cache.Filler (where this process's first touches are
 // slow, the store writes segments with pwrite) and a cache.Reserver
 // (fresh slots for writers are reserved, not faulted in).
@@ -280,6 +274,12 @@ var (
 	_ cache.Reserver = (*shm.Arena)(nil)
 )
 
+// newArena makes the arena the store's segment buffers come from (see
+// Config.Lend), or returns nil: rings or the arena are off, or making it
+// failed (the store then uses the heap, and replies are copied). It has
+// a slot per segment the memory bound holds, and 64 more for segments
+// pinned past their eviction; a store that needs more takes them from
+// the heap.
 func newArena(cfg Config, ccfg cache.Config) *shm.Arena {
 	if cfg.Lend < 0 || cfg.SharedRing <= 0 || cfg.Local == "off" {
 		return nil
