@@ -336,7 +336,6 @@ func TestSlotMappedOnce(t *testing.T) {
 	withTouch(t, false)
 	a, tx, rx := lending(t, 4)
 	m := rx.arenaMap
-	isMapped := func(i int) bool { return m.mapped[i/64].Load()&(1<<(i%64)) != 0 }
 	for _, step := range []struct {
 		cold bool
 		want bool
@@ -347,11 +346,11 @@ func TestSlotMappedOnce(t *testing.T) {
 		if _, _, _, ok := rx.Take(); !ok {
 			t.Fatal("Take failed")
 		}
-		if isMapped(1) != step.want {
-			t.Fatalf("after a %v take: mapped %v, want %v", step.cold, isMapped(1), step.want)
+		if slotMapped(m, 1) != step.want {
+			t.Fatalf("after a %v take: mapped %v, want %v", step.cold, slotMapped(m, 1), step.want)
 		}
 	}
-	if isMapped(0) || isMapped(2) {
+	if slotMapped(m, 0) || slotMapped(m, 2) {
 		t.Fatal("slots never taken are marked mapped")
 	}
 	m.populate(len(m.mapped)*64, a.mem[:slot], false) // past the bitmap: no panic
@@ -364,7 +363,6 @@ func TestSlowTouchNeverMaps(t *testing.T) {
 	withTouch(t, false)
 	_, tx, rx := lending(t, 4)
 	m := rx.arenaMap
-	isMapped := func(i int) bool { return m.mapped[i/64].Load()&(1<<(i%64)) != 0 }
 	take := func() bool {
 		t.Helper()
 		if !tx.Give(slot, false) {
@@ -376,11 +374,11 @@ func TestSlowTouchNeverMaps(t *testing.T) {
 		}
 		return call
 	}
-	if take() || !isMapped(1) {
+	if take() || !slotMapped(m, 1) {
 		t.Fatal("fast touches: a warm slot is not mapped")
 	}
 	withTouch(t, true)
-	if !take() || isMapped(1) {
+	if !take() || slotMapped(m, 1) {
 		t.Fatal("slow touches: a warm slot is not left to WriteSlot, or stays marked mapped")
 	}
 }
@@ -461,3 +459,6 @@ func TestArenaFill(t *testing.T) {
 		}
 	}
 }
+
+// slotMapped reports whether m marks slot i mapped in this process.
+func slotMapped(m *sharedMap, i int) bool { return m.mapped[i/64].Load()&(1<<(i%64)) != 0 }

@@ -12,26 +12,28 @@ import (
 // A process's first touch of a shared page through its own mapping costs
 // what the machine makes it cost. Under hardware-assisted paging it is a
 // minor fault (a read maps 16 pages at a time, a write one), and copying
-// through a mapping the process keeps beats a system call; under a hypervisor that shadows the
-// guest's page tables (a PVM guest, measured) every page a process
-// touches for the first time traps to the hypervisor: copying 1 MiB into
-// or out of arena pages a process had not touched ran at 0.2-1.5 GB/s,
-// against 6-8 GB/s for pread(2) and pwrite(2) on the same pages (the
-// kernel copies through its own mapping, which is always there), and
-// mapping them ahead with MADV_POPULATE_* did not help: the shadow entry
-// is made at the first user access. There, a writer fills every slot with
-// WriteSlot and a reader copies lent bytes out with Copy, both through the
-// arena's descriptor; elsewhere they use the mapping as before.
+// through a mapping the process keeps beats a system call; under a
+// hypervisor that shadows the guest's page tables (a PVM guest, measured)
+// every page a process touches for the first time traps to the
+// hypervisor: copying 1 MiB into or out of arena pages a process had not
+// touched ran at 0.2-1.5 GB/s, against 6-8 GB/s for pread(2) and
+// pwrite(2) on the same pages (the kernel copies through its own mapping,
+// which is always there), and mapping them ahead with MADV_POPULATE_* did
+// not help: the shadow entry is made at the first user access. There, a
+// writer fills every slot with WriteSlot, a reader copies lent bytes out
+// with Copy and the arena's owner writes its own slots with Fill, all
+// through the arena's descriptor; elsewhere they use the mapping as
+// before.
 //
-// Which machine this is, is measured once per process, the first time a
-// slot is taken or lent bytes are copied (touchSlow): pwrite into 64 KiB
-// of existing pages of a scratch memfd against a copy into 64 KiB of its
-// pages this process has not touched, the better of two tries each. The
-// two differ by 9-28x on the shadow-paging guest; where a fault is a
-// minor fault they should differ by little (not measured: no such
-// machine was at hand when this was written). The cut is 4x. The measurement took
-// 0.5-1.3 ms on that guest, once per process, on the goroutine of its
-// first large write or read.
+// Which machine this is, is measured once per process, the first time it
+// is asked (a slot taken, lent bytes copied, a cache store opened on an
+// arena: touchSlow): pwrite into 64 KiB of existing pages of a scratch
+// memfd against a copy into 64 KiB of its pages this process has not
+// touched, the better of two tries each. The two differ by 9-28x on the
+// shadow-paging guest; where a fault is a minor fault they should differ
+// by little (not measured: no such machine was at hand when this was
+// written). The cut is 4x. The measurement took 0.5-1.3 ms on that guest,
+// once per process.
 
 var touch struct {
 	once sync.Once
