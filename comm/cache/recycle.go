@@ -63,8 +63,8 @@ func (s *Store) release(b *buffer) {
 // pinner (one that will find b gone and unpin at once) got in between; that
 // pinner's unpin then frees it.
 func (s *Store) freeBuffer(b *buffer) {
-	if b.state.CompareAndSwap(bufReleased, bufFreed) && !s.recycle(b.b) {
-		s.letGo(b.b)
+	if b.state.CompareAndSwap(bufReleased, bufFreed) {
+		s.putBack(b.b)
 	}
 }
 
@@ -95,7 +95,9 @@ func (s *Store) TakeBuffer() (b []byte, cold bool) {
 	if r, ok := s.cfg.Memory.(Reserver); ok && r.Reserve(b) == nil {
 		return b, true
 	}
-	s.ready(b)
+	if s.filler == nil { // a Filler writes holes itself (see ready); its Reserve just failed
+		populate(b)
+	}
 	return b, false
 }
 
@@ -130,10 +132,16 @@ func (s *Store) fill(dst, p []byte) {
 
 // GiveBuffer takes back a buffer from TakeBuffer that no segment took,
 // once nothing uses it any more.
-func (s *Store) GiveBuffer(b []byte) {
-	if !s.recycle(b) {
-		s.letGo(b)
+func (s *Store) GiveBuffer(b []byte) { s.putBack(b) }
+
+// putBack puts b, a buffer nobody uses any more, on the free list (see
+// recycle), or lets it go, and reports whether it kept it.
+func (s *Store) putBack(b []byte) bool {
+	if s.recycle(b) {
+		return true
 	}
+	s.letGo(b)
+	return false
 }
 
 // letGo lets a buffer go for good: back to Config.Memory if it came from
@@ -147,8 +155,8 @@ func (s *Store) letGo(b []byte) {
 // recycle puts b, a buffer nobody reads any more, on the free list if it is
 // a whole segment buffer and the list has room: at most cfg.RecycleBytes,
 // and only while the buffers in use plus the free ones stay within
-// cfg.MemoryBytes. It reports whether it kept b; the caller lets go of one it
-// did not.
+// cfg.MemoryBytes. It reports whether it kept b; putBack lets go of one
+// it did not.
 func (s *Store) recycle(b []byte) bool {
 	size := s.cfg.SegmentSize
 	if cap(b) != size {
@@ -248,8 +256,7 @@ func (s *Store) prefillLoop() {
 			}
 			b := s.fresh()
 			s.ready(b)
-			if !s.recycle(b) {
-				s.letGo(b)
+			if !s.putBack(b) {
 				break // the bounds moved meanwhile, or Close came
 			}
 			s.prefilled.Add(1)

@@ -120,9 +120,7 @@ func (s *Store) load(seg *segment) (*buffer, []byte, bool, error) {
 	}
 	dst, err := readSpill(s.spillPath(seg), seg, dst)
 	if err != nil {
-		if !s.recycle(dst) {
-			s.letGo(dst)
-		}
+		s.putBack(dst)
 		return nil, nil, false, err
 	}
 	b := &buffer{b: dst}
