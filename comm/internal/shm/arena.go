@@ -325,7 +325,7 @@ func (r *Rx) WriteSlot(p []byte, off uint64) error {
 // pwriteAll writes p at off of fd.
 func pwriteAll(fd int, p []byte, off int64) error {
 	for len(p) > 0 {
-		n, err := unix.Pwrite(fd, p, off)
+		n, err := pwrite(fd, p, off)
 		if err == unix.EINTR {
 			continue
 		}
@@ -366,7 +366,7 @@ func (r *Rx) Copy(dst, v []byte) int {
 		return copy(dst, v) // the ring's bytes: this process touched them before
 	}
 	for done := 0; done < n; {
-		k, err := unix.Pread(r.arenaMap.fd, dst[done:n], int64(off+done))
+		k, err := pread(r.arenaMap.fd, dst[done:n], int64(off+done))
 		if err == unix.EINTR {
 			continue
 		}
