@@ -2,7 +2,6 @@ package shm
 
 import (
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -339,7 +338,7 @@ func pwriteAll(fd int, p []byte, off int64) error {
 
 // SameUser reports whether the peer of c runs as this process's user
 // (SO_PEERCRED), the peers an arena is offered to.
-func SameUser(c *net.UnixConn) bool {
+func SameUser(c UnixConn) bool {
 	sc, err := c.SyscallConn()
 	if err != nil {
 		return false

@@ -3,7 +3,6 @@ package shm
 import (
 	"errors"
 	"fmt"
-	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -23,14 +22,14 @@ var ErrDescriptors = errors.New("shm: unexpected descriptors")
 // the frame's handler takes it with [Reader.TakeRing]. It is an [io.Reader]
 // for one goroutine.
 type Reader struct {
-	c   *net.UnixConn
+	c   UnixConn
 	oob []byte
 	fds []int
 	err error
 }
 
 // NewReader returns a Reader on c.
-func NewReader(c *net.UnixConn) *Reader {
+func NewReader(c UnixConn) *Reader {
 	return &Reader{c: c, oob: make([]byte, unix.CmsgSpace(4*maxPending))}
 }
 
@@ -176,13 +175,13 @@ const switchAfter = After / 4
 // for a ring and never pay it. It is an [io.Reader] for one goroutine,
 // with ReadFd for a caller that polls the descriptor itself.
 type Lazy struct {
-	c   *net.UnixConn
+	c   UnixConn
 	n   int
 	fds *Reader
 }
 
 // NewLazy returns a Lazy on c.
-func NewLazy(c *net.UnixConn) *Lazy { return &Lazy{c: c} }
+func NewLazy(c UnixConn) *Lazy { return &Lazy{c: c} }
 
 // Read reads from the connection.
 func (l *Lazy) Read(p []byte) (int, error) {

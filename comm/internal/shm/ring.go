@@ -3,7 +3,6 @@ package shm
 import (
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -204,7 +203,7 @@ func NewTx(size int) (*Tx, error) {
 // with frame (see Tx.Offer), with arena when that is not nil (see
 // Tx.Lend). Errors: ErrBudget (try again later), those of making or
 // offering the ring (the ring is closed again).
-func Share(c *net.UnixConn, size int, frame []byte, arena *Arena) (*Tx, error) {
+func Share(c UnixConn, size int, frame []byte, arena *Arena) (*Tx, error) {
 	tx, err := NewTx(size)
 	if err != nil {
 		return nil, err
@@ -223,7 +222,7 @@ func Share(c *net.UnixConn, size int, frame []byte, arena *Arena) (*Tx, error) {
 // Offer writes frame to c with the ring's descriptors attached (header,
 // then data, then the arena's if there is one), handing the ring to the
 // peer.
-func (t *Tx) Offer(c *net.UnixConn, frame []byte) error {
+func (t *Tx) Offer(c UnixConn, frame []byte) error {
 	if t.hfd < 0 || t.area == nil {
 		return errors.New("shm: ring already offered or closed")
 	}
