@@ -13,16 +13,18 @@
 // reading ends, or only the writing ends, was not enough (20-23 µs).
 //
 // A Conn takes the socket out of the poller (New dups the descriptor and
-// closes the net.Conn, which removes it from the epoll set) and waits
-// itself: an operation that would block sleeps in poll(2) on the socket
-// and on an eventfd that Close and deadline changes signal, in a system
-// call, so the runtime runs other goroutines meanwhile on another thread.
-// Each waiting goroutine holds a thread: use it for connections that few
-// goroutines wait on at a time, as comm's direct path does.
+// closes the net.Conn, which removes it from the epoll set). To wait, an
+// operation arms a one-shot registration of the socket in an epoll
+// instance of the Conn's own, whose descriptor is in the runtime's poller
+// (an os.File): the goroutine parks there as on any socket, its P free for
+// others, and the socket's readiness reaches the runtime's poller only
+// while someone waits for it. Waiting in poll(2) instead, in a system
+// call, kept the P until sysmon took it back, up to 10 ms later: a rank
+// with one P stalled (the 4-rank 1 Mi-element Allreduce 43-59 -> 51-68
+// ms).
 package fdconn
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -41,15 +43,77 @@ import (
 // *net.UnixConn does. Reads may run concurrently with writes; Close and
 // the deadline setters may be called from any goroutine.
 type Conn struct {
-	fd, efd      int
+	fd           int
 	laddr, raddr net.Addr
+	rd, wr       *waiter // for reads and for writes
 
-	mu      sync.Mutex
-	refs    int  // operations using fd
-	closed  bool // fd and efd close when refs drops to zero
-	waiters int  // goroutines in poll, each owed an eventfd token by signal
+	mu     sync.Mutex
+	refs   int  // operations using fd
+	closed bool // fd closes when refs drops to zero
 
 	rdl, wdl atomic.Int64 // deadlines in Unix nanoseconds, 0 for none
+}
+
+// waiter is an epoll instance of a Conn's own that holds its socket with
+// a one-shot registration, armed only to wait; the instance's descriptor
+// is in the runtime's poller, so a goroutine waiting on it parks and
+// frees its P. Reads and writes have one each, so that both may wait at
+// once.
+type waiter struct {
+	ep     *os.File
+	rc     syscall.RawConn
+	events uint32
+}
+
+func newWaiter(fd int, events uint32) (*waiter, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	// Registered disarmed: a one-shot registration that has not fired
+	// reports nothing until wait arms it.
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: int32(fd)}); err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil { // so that os.NewFile puts it in the poller
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("setnonblock", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "fdconn-epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return nil, err
+	}
+	return &waiter{ep: ep, rc: rc, events: events}, nil
+}
+
+// wait arms the registration of fd and parks until it fires: the socket
+// is ready (or has an error or hang-up). The epoll file's read deadline
+// ends the wait with os.ErrDeadlineExceeded, and closing the file ends it
+// with an error.
+func (w *waiter) wait(fd int) error {
+	armed := false
+	var err error
+	rerr := w.rc.Read(func(epfd uintptr) bool {
+		if !armed {
+			armed = true
+			// Modifying re-checks the socket: readiness that came since
+			// the caller's EAGAIN is queued at once.
+			if err = unix.EpollCtl(int(epfd), unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Events: w.events | unix.EPOLLONESHOT, Fd: int32(fd)}); err != nil {
+				err = os.NewSyscallError("epoll_ctl", err)
+				return true
+			}
+		}
+		var ev [1]unix.EpollEvent
+		n, e := unix.EpollWait(int(epfd), ev[:], 0)
+		return n > 0 || (e != nil && e != unix.EINTR)
+	})
+	if rerr != nil {
+		return rerr
+	}
+	return err
 }
 
 // New takes c's socket out of the runtime's poller: the returned Conn
@@ -69,14 +133,20 @@ func New(c *net.UnixConn) (*Conn, error) {
 	if derr != nil {
 		return nil, os.NewSyscallError("dup", derr)
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK|unix.EFD_SEMAPHORE)
+	rd, err := newWaiter(fd, unix.EPOLLIN|unix.EPOLLRDHUP)
 	if err != nil {
 		unix.Close(fd)
-		return nil, os.NewSyscallError("eventfd", err)
+		return nil, err
+	}
+	wr, err := newWaiter(fd, unix.EPOLLOUT)
+	if err != nil {
+		rd.ep.Close()
+		unix.Close(fd)
+		return nil, err
 	}
 	// The duplicate shares the open file, non-blocking as the runtime
-	// made it; closing c removes the socket from the epoll set.
-	fc := &Conn{fd: fd, efd: efd, laddr: c.LocalAddr(), raddr: c.RemoteAddr()}
+	// made it; closing c removes the socket from the runtime's epoll set.
+	fc := &Conn{fd: fd, rd: rd, wr: wr, laddr: c.LocalAddr(), raddr: c.RemoteAddr()}
 	c.Close()
 	if err := unix.SetNonblock(fd, true); err != nil {
 		fc.Close()
@@ -123,52 +193,28 @@ func (c *Conn) release() {
 
 func (c *Conn) closeFds() {
 	unix.Close(c.fd)
-	unix.Close(c.efd)
-	c.fd, c.efd = -1, -1
+	c.fd = -1
 }
 
-// signal wakes every goroutine in poll to look at the state again. c.mu
-// must be held.
-func (c *Conn) signal() {
-	if c.waiters == 0 || c.efd < 0 {
-		return
+// wait parks until fd is ready for reading (read) or writing, or has an
+// error or hang-up; a nil return means "try the operation again". The
+// caller holds a reference.
+func (c *Conn) wait(read bool) error {
+	if err := c.expired(read); err != nil {
+		return err
 	}
-	var b [8]byte
-	binary.NativeEndian.PutUint64(b[:], uint64(c.waiters))
-	unix.Write(c.efd, b[:])
-}
-
-// wait sleeps until fd is ready for events (or has an error or hang-up),
-// the Conn's state changes, or the deadline passes. A nil return means
-// "try the operation again". The caller holds a reference.
-func (c *Conn) wait(events int16, read bool) error {
-	c.mu.Lock()
-	if c.closed {
+	w := c.wr
+	if read {
+		w = c.rd
+	}
+	if err := w.wait(c.fd); err != nil {
+		c.mu.Lock()
+		closed := c.closed
 		c.mu.Unlock()
-		return net.ErrClosed
-	}
-	timeout := -1
-	if dl := c.deadline(read); dl != 0 {
-		rem := time.Duration(dl - time.Now().UnixNano())
-		if rem <= 0 {
-			c.mu.Unlock()
-			return os.ErrDeadlineExceeded
+		if closed {
+			return net.ErrClosed
 		}
-		timeout = int((rem + time.Millisecond - 1) / time.Millisecond)
-	}
-	c.waiters++
-	c.mu.Unlock()
-	fds := [2]unix.PollFd{{Fd: int32(c.fd), Events: events}, {Fd: int32(c.efd), Events: unix.POLLIN}}
-	_, err := unix.Poll(fds[:], timeout)
-	if fds[1].Revents&unix.POLLIN != 0 {
-		var b [8]byte
-		unix.Read(c.efd, b[:]) // this waiter's token (semaphore mode)
-	}
-	c.mu.Lock()
-	c.waiters--
-	c.mu.Unlock()
-	if err != nil && err != unix.EINTR {
-		return os.NewSyscallError("poll", err)
+		return err
 	}
 	return nil
 }
@@ -197,7 +243,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		case err != unix.EAGAIN:
 			return 0, os.NewSyscallError("read", err)
 		}
-		if err := c.wait(unix.POLLIN, true); err != nil {
+		if err := c.wait(true); err != nil {
 			return 0, err
 		}
 	}
@@ -226,7 +272,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		case err != unix.EAGAIN:
 			return done, os.NewSyscallError("write", err)
 		}
-		if err := c.wait(unix.POLLOUT, false); err != nil {
+		if err := c.wait(false); err != nil {
 			return done, err
 		}
 	}
@@ -257,7 +303,7 @@ func (c *Conn) WriteBuffers(v *net.Buffers) (int64, error) {
 		case err != unix.EAGAIN:
 			return total, os.NewSyscallError("writev", err)
 		}
-		if err := c.wait(unix.POLLOUT, false); err != nil {
+		if err := c.wait(false); err != nil {
 			return total, err
 		}
 	}
@@ -307,7 +353,7 @@ func (c *Conn) ReadMsgUnix(b, oob []byte) (n, oobn, flags int, addr *net.UnixAdd
 		case err != unix.EAGAIN:
 			return 0, 0, 0, nil, os.NewSyscallError("recvmsg", err)
 		}
-		if err := c.wait(unix.POLLIN, true); err != nil {
+		if err := c.wait(true); err != nil {
 			return 0, 0, 0, nil, err
 		}
 	}
@@ -358,7 +404,7 @@ func (c *Conn) WriteMsgUnix(b, oob []byte, addr *net.UnixAddr) (n, oobn int, err
 		case err != unix.EAGAIN:
 			return 0, 0, os.NewSyscallError("sendmsg", err)
 		}
-		if err := c.wait(unix.POLLOUT, false); err != nil {
+		if err := c.wait(false); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -373,7 +419,8 @@ func (c *Conn) Close() error {
 		return net.ErrClosed
 	}
 	c.closed = true
-	c.signal()
+	c.rd.ep.Close() // wakes a waiting read
+	c.wr.ep.Close()
 	if c.refs == 0 {
 		c.closeFds()
 	}
@@ -405,13 +452,15 @@ func (c *Conn) setDeadline(t time.Time, read, write bool) error {
 	if !t.IsZero() {
 		ns = max(t.UnixNano(), 1)
 	}
+	// The waiters' epoll files wait with their read deadlines.
 	if read {
 		c.rdl.Store(ns)
+		c.rd.ep.SetReadDeadline(t)
 	}
 	if write {
 		c.wdl.Store(ns)
+		c.wr.ep.SetReadDeadline(t)
 	}
-	c.signal()
 	return nil
 }
 
@@ -444,10 +493,10 @@ func (r rawConn) Control(f func(fd uintptr)) error {
 	return nil
 }
 
-func (r rawConn) Read(f func(fd uintptr) bool) error  { return r.do(f, unix.POLLIN, true) }
-func (r rawConn) Write(f func(fd uintptr) bool) error { return r.do(f, unix.POLLOUT, false) }
+func (r rawConn) Read(f func(fd uintptr) bool) error  { return r.do(f, true) }
+func (r rawConn) Write(f func(fd uintptr) bool) error { return r.do(f, false) }
 
-func (r rawConn) do(f func(fd uintptr) bool, events int16, read bool) error {
+func (r rawConn) do(f func(fd uintptr) bool, read bool) error {
 	if !r.c.acquire() {
 		return net.ErrClosed
 	}
@@ -456,7 +505,7 @@ func (r rawConn) do(f func(fd uintptr) bool, events int16, read bool) error {
 		return err
 	}
 	for !f(uintptr(r.c.fd)) {
-		if err := r.c.wait(events, read); err != nil {
+		if err := r.c.wait(read); err != nil {
 			return err
 		}
 	}
