@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pispace/pispace/comm/internal/fdconn"
 	"github.com/pispace/pispace/comm/internal/local"
 	"github.com/pispace/pispace/comm/internal/proto"
 	"github.com/pispace/pispace/comm/internal/shm"
@@ -80,6 +81,13 @@ type conn struct {
 // pipelined with the caller's first request, whose reply follows the
 // hello's (a refused hello is reported by that request).
 func (cl *Client) dial(ctx context.Context, endpoints string) (*conn, error) {
+	return cl.dialAs(ctx, endpoints, false)
+}
+
+// dialAs is dial; a direct connection (to a writer's direct-path
+// listener) over a Unix socket leaves the runtime's poller (see
+// directConn).
+func (cl *Client) dialAs(ctx context.Context, endpoints string, direct bool) (*conn, error) {
 	server := endpoints
 	cl.mu.Lock()
 	if l := cl.local[server]; l != "" {
@@ -90,17 +98,23 @@ func (cl *Client) dial(ctx context.Context, endpoints string) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("comm: dial %s: %w", local.TCP(endpoints), err)
 	}
-	switch nc := nc.(type) {
+	switch uc := nc.(type) {
 	case *net.TCPConn:
-		nc.SetNoDelay(true)
+		uc.SetNoDelay(true)
 	case *net.UnixConn:
 		// A Unix socket's send buffer does not grow by itself as TCP's
 		// does: make room for a writer's bursts, so that its writes to the
 		// cache return before the server has read them.
-		nc.SetWriteBuffer(cl.cfg.CacheQueue)
+		uc.SetWriteBuffer(cl.cfg.CacheQueue)
+		if direct {
+			if nc, err = directConn(uc); err != nil {
+				uc.Close()
+				return nil, fmt.Errorf("comm: dial %s: %w", local.TCP(endpoints), err)
+			}
+		}
 	}
 	c := newConn(nc, cl.cfg.MaxPayload+1024, cl.cfg.SpinRead)
-	if _, ok := nc.(*net.UnixConn); ok {
+	if _, ok := nc.(shm.UnixConn); ok {
 		c.ringSize = max(cl.cfg.SharedRing, 0)
 		c.waitRoom = true
 	}
@@ -127,7 +141,7 @@ const frameBuffer = 64 << 10
 func newConn(nc net.Conn, max int, spin time.Duration) *conn {
 	var fds *shm.Lazy
 	var src io.Reader
-	if uc, ok := nc.(*net.UnixConn); ok {
+	if uc, ok := nc.(shm.UnixConn); ok {
 		fds = shm.NewLazy(uc)
 		src = spinread.NewSource(nc, fds, spin)
 	} else {
@@ -384,3 +398,23 @@ func ctxErr(ctx context.Context, err error) error {
 // Dialer opens a connection to addr. Tests inject one to put a faulty
 // network between parties.
 type Dialer func(ctx context.Context, addr string) (net.Conn, error)
+
+// directConn takes a direct-path connection's Unix socket out of the
+// runtime's poller (package fdconn): a reader spinning on it, and a writer
+// whose reader drains it, would otherwise wake an idle thread of their
+// process in epoll_wait for every frame.
+func directConn(uc *net.UnixConn) (net.Conn, error) { return fdconn.New(uc) }
+
+// writeBuffers writes bufs (consuming this copy of the slice) in one
+// writev where the connection can, as net.Buffers.WriteTo does for a
+// socket of the runtime's poller.
+func (c *conn) writeBuffers(bufs net.Buffers) error {
+	if w, ok := c.c.(interface {
+		WriteBuffers(*net.Buffers) (int64, error)
+	}); ok {
+		_, err := w.WriteBuffers(&bufs)
+		return err
+	}
+	_, err := bufs.WriteTo(c.c)
+	return err
+}

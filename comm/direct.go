@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pispace/pispace/comm/internal/proto"
+	"github.com/pispace/pispace/comm/internal/shm"
 	"github.com/pispace/pispace/comm/wire"
 )
 
@@ -106,6 +107,12 @@ func (d *directServer) accept(l net.Listener) {
 		if err != nil {
 			return // closed: the listener only fails when the client closes
 		}
+		if uc, ok := c.(*net.UnixConn); ok {
+			if c, err = directConn(uc); err != nil {
+				uc.Close()
+				continue
+			}
+		}
 		d.mu.Lock()
 		if d.closed {
 			d.mu.Unlock()
@@ -137,7 +144,7 @@ func (d *directServer) serve(nc net.Conn) {
 	}
 	window := sendWindow(nc, d.window) // no inline writes unless the send buffer is known to hold them
 	c := newConn(nc, d.max+1024, 0)    // it waits for acks: no spinning
-	if _, ok := nc.(*net.UnixConn); ok {
+	if _, ok := nc.(shm.UnixConn); ok {
 		c.ringSize = max(d.ring, 0)
 	}
 	nc.SetDeadline(time.Now().Add(10 * time.Second))

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/pispace/pispace/comm/commtest"
+	"github.com/pispace/pispace/comm/internal/fdconn"
 	"github.com/pispace/pispace/comm/internal/local"
+	"github.com/pispace/pispace/comm/internal/shm"
 	"github.com/pispace/pispace/comm/server"
 )
 
@@ -27,7 +29,7 @@ func needHost(t *testing.T) {
 }
 
 func isUnix(c *conn) bool {
-	_, ok := c.c.(*net.UnixConn)
+	_, ok := c.c.(shm.UnixConn)
 	return ok
 }
 
@@ -70,6 +72,14 @@ func TestSameHostUsesUnixSockets(t *testing.T) {
 	}
 	if r.src != srcDirect || r.dc == nil || !isUnix(r.dc) {
 		t.Errorf("reader on source %d with direct connection %v, want a direct Unix socket", r.src, r.dc)
+	}
+	// The direct connection is out of the runtime's poller (directConn);
+	// the server's stays in it.
+	if _, ok := r.dc.c.(*fdconn.Conn); !ok {
+		t.Errorf("reader's direct connection is %T, want an fdconn.Conn", r.dc.c)
+	}
+	if _, ok := w.c.c.(*net.UnixConn); !ok {
+		t.Errorf("writer's cache connection is %T, want a *net.UnixConn", w.c.c)
 	}
 	if err := w.Close(testCtx(t)); err != nil {
 		t.Fatal(err)

@@ -546,7 +546,7 @@ func (r *Reader) subscribe(ctx context.Context) bool {
 	}
 	for {
 		if r.dc == nil {
-			c, err := r.s.c.dial(ctx, r.directAddr)
+			c, err := r.s.c.dialAs(ctx, r.directAddr, true)
 			if err != nil {
 				r.tries = maxSubscribeTries // writer unreachable: use the cache
 				return false

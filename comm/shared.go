@@ -105,7 +105,7 @@ func (c *conn) writeData(t wire.Type, req uint32, space string, inst uint64, pie
 		bufs = append(bufs, extra)
 	}
 	c.wbufs, c.whdr = bufs, hdr
-	_, err = bufs.WriteTo(c.c) // consumes its copy of the slice, not c.wbufs
+	err = c.writeBuffers(bufs) // consumes its copy of the slice, not c.wbufs
 	clear(c.wbufs)             // drop references to the callers' buffers
 	return err
 }
@@ -148,8 +148,7 @@ func (c *conn) appendPiece(bufs net.Buffers, hdr []byte, t wire.Type, req uint32
 // emptied buffers, or the write's error. wmu must be held.
 func (c *conn) ringRoom(bufs net.Buffers, hdr []byte, n int, deadline time.Time) (net.Buffers, []byte, error) {
 	if len(bufs) > 0 {
-		w := bufs
-		_, err := w.WriteTo(c.c)
+		err := c.writeBuffers(bufs)
 		clear(bufs)
 		if err != nil {
 			return bufs[:0], hdr[:0], err
@@ -247,7 +246,7 @@ func (c *conn) ringTakes(n, chunk int) bool {
 // process has no budget for is tried again after another shm.After bytes;
 // one that cannot be made or offered is not tried again. wmu must be held.
 func (c *conn) offerRing() {
-	uc, ok := c.c.(*net.UnixConn)
+	uc, ok := c.c.(shm.UnixConn)
 	if !ok {
 		c.ringSize = 0
 		return
