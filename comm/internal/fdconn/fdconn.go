@@ -252,31 +252,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 // Write implements net.Conn: it returns once all of p is written, or on
 // an error.
 func (c *Conn) Write(p []byte) (int, error) {
-	if !c.acquire() {
-		return 0, net.ErrClosed
-	}
-	defer c.release()
-	if err := c.expired(false); err != nil {
-		return 0, err
-	}
-	done := 0
-	for done < len(p) {
-		n, err := unix.Write(c.fd, p[done:])
-		if n > 0 {
-			done += n
-			continue
-		}
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != unix.EAGAIN:
-			return done, os.NewSyscallError("write", err)
-		}
-		if err := c.wait(false); err != nil {
-			return done, err
-		}
-	}
-	return done, nil
+	v := net.Buffers{p}
+	n, err := c.WriteBuffers(&v)
+	return int(n), err
 }
 
 // WriteBuffers writes every buffer of v with writev(2), consuming v as
