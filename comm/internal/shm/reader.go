@@ -46,12 +46,13 @@ func (r *Reader) Read(p []byte) (int, error) {
 
 // ReadFd is Read on the connection's descriptor, for a caller that polls
 // it itself (package spin): the descriptor is non-blocking, so nothing to
-// read is EAGAIN.
+// read is EAGAIN. Descriptors come close-on-exec, as ReadMsgUnix makes
+// them.
 func (r *Reader) ReadFd(fd int, p []byte) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
-	n, oobn, flags, _, err := unix.Recvmsg(fd, p, r.oob, 0)
+	n, oobn, flags, _, err := unix.Recvmsg(fd, p, r.oob, unix.MSG_CMSG_CLOEXEC)
 	return r.done(n, oobn, flags, err)
 }
 

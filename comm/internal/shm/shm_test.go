@@ -419,3 +419,51 @@ func bytesN(seed byte, n int) []byte {
 	}
 	return p
 }
+
+// TestDescriptorsCloseOnExec: descriptors that come with a ring's offer
+// are close-on-exec whichever way the connection is read, with Read or
+// with ReadFd (a spinning reader's), so that a process starting another
+// never hands it the rings.
+func TestDescriptorsCloseOnExec(t *testing.T) {
+	for _, viaFd := range []bool{false, true} {
+		a, b := unixtest.Pair(t)
+		tx, err := NewTx(64 << 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tx.Close() })
+		if err := tx.Offer(a, []byte("ring")); err != nil {
+			t.Fatal(err)
+		}
+		r := NewReader(b)
+		t.Cleanup(r.Close)
+		buf := make([]byte, 4)
+		var n int
+		if viaFd {
+			sc, err := b.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc.Read(func(fd uintptr) bool {
+				n, err = r.ReadFd(int(fd), buf)
+				return err != unix.EAGAIN
+			})
+		} else {
+			n, err = io.ReadFull(r, buf)
+		}
+		if err != nil || string(buf[:n]) != "ring" {
+			t.Fatalf("read via fd %v: %q, %v", viaFd, buf[:n], err)
+		}
+		hfd, dfd, ok := r.TakeRing()
+		if !ok {
+			t.Fatalf("read via fd %v: no descriptors came with the offer", viaFd)
+		}
+		for _, fd := range []int{hfd, dfd} {
+			flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+			if err != nil || flags&unix.FD_CLOEXEC == 0 {
+				t.Errorf("read via fd %v: descriptor %d not close-on-exec (%#x, %v)", viaFd, fd, flags, err)
+			}
+			unix.Close(fd)
+		}
+	}
+}
