@@ -144,8 +144,10 @@ func New(c *net.UnixConn) (*Conn, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	// The duplicate shares the open file, non-blocking as the runtime
-	// made it; closing c removes the socket from the runtime's epoll set.
+	// The duplicate shares the open file, and so its flags: the runtime
+	// made it non-blocking, and New makes sure it still is (every read
+	// and write here relies on EAGAIN). Closing c removes the socket from
+	// the runtime's epoll set.
 	fc := &Conn{fd: fd, rd: rd, wr: wr, laddr: c.LocalAddr(), raddr: c.RemoteAddr()}
 	c.Close()
 	if err := unix.SetNonblock(fd, true); err != nil {
