@@ -23,17 +23,7 @@ func offered(t *testing.T, size int) (*Tx, *Rx, *Reader) {
 // offeredOn is offered, also returning the producer's end of the socket.
 func offeredOn(t *testing.T, size int) (*Tx, *Rx, *Reader, *net.UnixConn) {
 	t.Helper()
-	a, b := unixtest.Pair(t)
-	tx, err := NewTx(size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tx.Close() })
-	if err := tx.Offer(a, []byte("ring")); err != nil {
-		t.Fatal(err)
-	}
-	r := NewReader(b)
-	t.Cleanup(r.Close)
+	tx, a, _, r := offering(t, size)
 	buf := make([]byte, 4)
 	if _, err := io.ReadFull(r, buf); err != nil || string(buf) != "ring" {
 		t.Fatalf("offer frame %q, %v", buf, err)
@@ -48,6 +38,24 @@ func offeredOn(t *testing.T, size int) (*Tx, *Rx, *Reader, *net.UnixConn) {
 	}
 	t.Cleanup(func() { rx.Close() })
 	return tx, rx, r, a
+}
+
+// offering offers a ring of size bytes with the frame "ring" from a to b
+// of a socket pair, and returns b's Reader, the frame not yet read.
+func offering(t *testing.T, size int) (tx *Tx, a, b *net.UnixConn, r *Reader) {
+	t.Helper()
+	a, b = unixtest.Pair(t)
+	tx, err := NewTx(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Close() })
+	if err := tx.Offer(a, []byte("ring")); err != nil {
+		t.Fatal(err)
+	}
+	r = NewReader(b)
+	t.Cleanup(r.Close)
+	return tx, a, b, r
 }
 
 func TestRingCarriesBytesInOrderAndWraps(t *testing.T) {
@@ -426,19 +434,10 @@ func bytesN(seed byte, n int) []byte {
 // never hands it the rings.
 func TestDescriptorsCloseOnExec(t *testing.T) {
 	for _, viaFd := range []bool{false, true} {
-		a, b := unixtest.Pair(t)
-		tx, err := NewTx(64 << 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tx.Close() })
-		if err := tx.Offer(a, []byte("ring")); err != nil {
-			t.Fatal(err)
-		}
-		r := NewReader(b)
-		t.Cleanup(r.Close)
+		_, _, b, r := offering(t, 64<<10)
 		buf := make([]byte, 4)
 		var n int
+		var err error
 		if viaFd {
 			sc, err := b.SyscallConn()
 			if err != nil {
