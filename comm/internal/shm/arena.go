@@ -9,8 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// An Arena is memory a process shares with the consumers of its rings: a
-// memfd of fixed-size slots, mapped writable by its owner, whose slots
+// An Arena is memory a process shares with the consumers of its rings:
+// fixed-size slots in memfds, mapped writable by its owner, whose slots
 // hold data the owner keeps anyway (a comm server's cache segments).
 // Offered with a ring ([Share]), it is mapped by the consumer (once per
 // process, however many connections it comes on), and works both ways:
@@ -22,79 +22,139 @@ import (
 // It must not reuse lent bytes until the consumer has released them, nor
 // a given slot until the consumer is done writing it.
 //
+// The slots are spread over several memfds (stripes, up to
+// [ArenaStripes]), mapped one after another so that the arena is one
+// range of addresses and a slot's position in it is its name, and handed
+// out from the stripes in turn: a write(2) into a memfd holds the file's
+// lock for the whole copy, so writers filling slots of one memfd at once
+// (two ranks, or a rank and the owner reserving or punching a slot)
+// take turns, where slots of different memfds fill in parallel.
+//
 // An arena holds the data of every space the owner serves, so it is
 // offered only to a peer running as the same user (SO_PEERCRED), which
 // could read and write the owner's memory anyway (/proc/PID/mem). It is
 // sealed against resizing only: a slot the owner lets go of is punched
-// out of the memfd, giving its memory back, which a write seal would
+// out of its memfd, giving its memory back, which a write seal would
 // forbid, and consumers write the slots they are given.
 type Arena struct {
-	fd   int
-	mem  []byte
+	stripes
 	slot int
 
 	mu     sync.Mutex
-	free   []int32 // slots let go of, punched
-	unused int     // slots from here on were never handed out
+	free   [][]int32 // per stripe: its slots let go of, punched
+	unused []int     // per stripe: its slots from here on were never handed out
+	next   int       // the stripe Alloc tries first
 	closed bool
 }
+
+// ArenaStripes bounds the memfds an arena's slots are spread over.
+const ArenaStripes = 8
 
 // MaxArena bounds the arena a peer may offer.
 const MaxArena = 1 << 40
 
-// NewArena makes an arena of n slots of size bytes. The memory is taken
-// as slots are first written.
+// NewArena makes an arena of at least n slots of size bytes (n rounded
+// up to a whole number per stripe). The memory is taken as slots are
+// first written.
 func NewArena(size, n int) (*Arena, error) {
-	if size <= 0 || size%pageSize != 0 || n <= 0 || int64(size)*int64(n) > MaxArena {
+	k := min(ArenaStripes, n)
+	per := (n + max(k, 1) - 1) / max(k, 1)
+	if size <= 0 || size%pageSize != 0 || n <= 0 || int64(size)*int64(per)*int64(k) > MaxArena {
 		return nil, fmt.Errorf("shm: arena of %d slots of %d bytes", n, size)
 	}
-	fd, err := unix.MemfdCreate("pispace-arena", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	fds := make([]int, 0, k)
+	for range k {
+		fd, err := unix.MemfdCreate("pispace-arena", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		if err == nil {
+			fds = append(fds, fd)
+			err = unix.Ftruncate(fd, int64(per*size))
+		}
+		if err == nil {
+			_, err = unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL)
+		}
+		if err != nil {
+			Close(fds...)
+			return nil, fmt.Errorf("shm: making the arena: %w", err)
+		}
+	}
+	st, err := mapStripes(fds, per*size)
 	if err != nil {
-		return nil, fmt.Errorf("shm: memfd_create: %w", err)
+		Close(fds...)
+		return nil, err
 	}
-	total := size * n
-	if err := unix.Ftruncate(fd, int64(total)); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("shm: ftruncate: %w", err)
-	}
-	mem, err := unix.Mmap(fd, 0, total, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	return &Arena{stripes: st, slot: size, free: make([][]int32, k), unused: make([]int, k)}, nil
+}
+
+// stripes are memfds of equal size mapped one after another.
+type stripes struct {
+	fds  []int
+	size int    // bytes per memfd
+	mem  []byte // all of them
+}
+
+// mapStripes maps fds, each of size bytes, one after another, readable
+// and writable, not populated. It does not take the descriptors.
+func mapStripes(fds []int, size int) (stripes, error) {
+	total := uintptr(len(fds)) * uintptr(size)
+	base, err := unix.MmapPtr(-1, 0, nil, total, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("shm: mmap: %w", err)
+		return stripes{}, fmt.Errorf("shm: mmap: %w", err)
 	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL); err != nil {
-		unix.Munmap(mem)
-		unix.Close(fd)
-		return nil, fmt.Errorf("shm: sealing: %w", err)
+	for i, fd := range fds {
+		at := unsafe.Add(base, i*size)
+		if _, err := unix.MmapPtr(fd, 0, at, uintptr(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED); err != nil {
+			unix.MunmapPtr(base, total)
+			return stripes{}, fmt.Errorf("shm: mmap: %w", err)
+		}
 	}
-	return &Arena{fd: fd, mem: mem, slot: size}, nil
+	return stripes{fds: fds, size: size, mem: unsafe.Slice((*byte)(base), total)}, nil
+}
+
+// unmap unmaps the stripes; it leaves the descriptors open.
+func (s *stripes) unmap() error {
+	return unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(s.mem)), uintptr(len(s.mem)))
+}
+
+// at returns the memfd holding the arena's byte at off, where in it that
+// byte is, and how many bytes of the memfd follow from there.
+func (s *stripes) at(off uint64) (fd int, pos int64, room int) {
+	i := int(off / uint64(s.size))
+	pos = int64(off % uint64(s.size))
+	return s.fds[i], pos, s.size - int(pos)
 }
 
 const pageSize = 4096
 
 // Alloc returns a free slot (len == cap == size), or nil when size is not
 // the slot size, every slot is in use, or the arena is closed. A slot let
-// go of before reads as zeros until written.
+// go of before reads as zeros until written. Successive calls take their
+// slots from the stripes in turn.
 func (a *Arena) Alloc(size int) []byte {
 	if a == nil || size != a.slot {
 		return nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var i int
-	switch {
-	case a.closed:
-		return nil
-	case len(a.free) > 0:
-		i = int(a.free[len(a.free)-1])
-		a.free = a.free[:len(a.free)-1]
-	case a.unused < len(a.mem)/a.slot:
-		i = a.unused
-		a.unused++
-	default:
+	if a.closed {
 		return nil
 	}
-	return a.mem[i*a.slot : (i+1)*a.slot : (i+1)*a.slot]
+	per := a.size / a.slot
+	for range len(a.fds) {
+		j := a.next
+		a.next = (a.next + 1) % len(a.fds)
+		i := -1
+		if f := a.free[j]; len(f) > 0 {
+			i = int(f[len(f)-1])
+			a.free[j] = f[:len(f)-1]
+		} else if a.unused[j] < per {
+			i = j*per + a.unused[j]
+			a.unused[j]++
+		}
+		if i >= 0 {
+			return a.mem[i*a.slot : (i+1)*a.slot : (i+1)*a.slot]
+		}
+	}
+	return nil
 }
 
 // Free takes back a slot Alloc returned and gives its memory back to the
@@ -109,8 +169,10 @@ func (a *Arena) Free(b []byte) bool {
 	if a.closed {
 		return true
 	}
-	unix.Fallocate(a.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(i*a.slot), int64(a.slot))
-	a.free = append(a.free, int32(i))
+	fd, pos, _ := a.at(uint64(i * a.slot))
+	unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, pos, int64(a.slot))
+	j := i / (a.size / a.slot)
+	a.free[j] = append(a.free[j], int32(i))
 	return true
 }
 
@@ -134,7 +196,8 @@ func (a *Arena) Reserve(b []byte) error {
 	if a.closed {
 		return fmt.Errorf("shm: reserve: arena closed")
 	}
-	if err := unix.Fallocate(a.fd, unix.FALLOC_FL_KEEP_SIZE, int64(i*a.slot), int64(a.slot)); err != nil {
+	fd, pos, _ := a.at(uint64(i * a.slot))
+	if err := unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, pos, int64(a.slot)); err != nil {
 		return fmt.Errorf("shm: fallocate: %w", err)
 	}
 	return nil
@@ -167,7 +230,8 @@ func (a *Arena) Fill(dst, p []byte) error {
 	if !ok || len(dst) < len(p) {
 		return fmt.Errorf("%w: %d bytes into %d not in one slot of the arena", ErrRing, len(p), len(dst))
 	}
-	return pwriteAll(a.fd, p, int64(off))
+	fd, pos, _ := a.at(off)
+	return pwriteAll(fd, p, pos)
 }
 
 // Offset returns where p lies in the arena, when it lies wholly in one
@@ -204,8 +268,8 @@ func (a *Arena) Close() error {
 		return nil
 	}
 	a.closed = true
-	err := unix.Munmap(a.mem) // a.mem stays: Offset compares addresses only
-	unix.Close(a.fd)
+	err := a.unmap() // a.mem stays: Offset compares addresses only
+	Close(a.fds...)
 	return err
 }
 
@@ -318,7 +382,11 @@ func (r *Rx) WriteSlot(p []byte, off uint64) error {
 	if r.arenaMap == nil || off+uint64(len(p)) > uint64(len(r.arena)) {
 		return fmt.Errorf("%w: %d bytes at arena offset %d", ErrRing, len(p), off)
 	}
-	return pwriteAll(r.arenaMap.fd, p, int64(off))
+	fd, pos, room := r.arenaMap.at(off)
+	if len(p) > room {
+		return fmt.Errorf("%w: %d bytes at arena offset %d cross a stripe's end", ErrRing, len(p), off)
+	}
+	return pwriteAll(fd, p, pos)
 }
 
 // pwriteAll writes p at off of fd.
@@ -365,7 +433,8 @@ func (r *Rx) Copy(dst, v []byte) int {
 		return copy(dst, v) // the ring's bytes: this process touched them before
 	}
 	for done := 0; done < n; {
-		k, err := pread(r.arenaMap.fd, dst[done:n], int64(off+done))
+		fd, pos, room := r.arenaMap.at(uint64(off + done))
+		k, err := pread(fd, dst[done:min(n, done+room)], pos)
 		if err == unix.EINTR {
 			continue
 		}

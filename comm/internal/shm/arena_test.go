@@ -291,12 +291,15 @@ func TestNoSlotsWithoutArena(t *testing.T) {
 // mapping, and anything but a whole slot, or a closed arena, is refused.
 func TestReserve(t *testing.T) {
 	a, tx, rx := lending(t, 4)
-	blocks := func() int64 {
-		var st unix.Stat_t
-		if err := unix.Fstat(a.fd, &st); err != nil {
-			t.Fatal(err)
+	blocks := func() (n int64) {
+		for _, fd := range a.fds {
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				t.Fatal(err)
+			}
+			n += st.Blocks * 512
 		}
-		return st.Blocks * 512
+		return n
 	}
 	b := a.Alloc(slot)
 	before := blocks()
@@ -462,3 +465,113 @@ func TestArenaFill(t *testing.T) {
 
 // slotMapped reports whether m marks slot i mapped in this process.
 func slotMapped(m *sharedMap, i int) bool { return m.mapped[i/64].Load()&(1<<(i%64)) != 0 }
+
+// TestArenaStripes: an arena's slots lie in several memfds, mapped one
+// after another; Alloc takes slots from the stripes in turn (so that
+// writers given successive slots write different memfds) and wraps back
+// to each stripe's free ones; bytes written into any stripe with Fill or
+// WriteSlot show in both mappings and read back with Copy; a WriteSlot or
+// Copy across a stripe's end is refused or split.
+func TestArenaStripes(t *testing.T) {
+	withTouch(t, true)
+	const n = 2*ArenaStripes + 3 // rounded up to 3 slots per stripe
+	a, _, rx := lending(t, n)
+	if len(a.fds) != ArenaStripes || a.size != 3*slot || len(a.mem) != ArenaStripes*3*slot {
+		t.Fatalf("%d stripes of %d bytes, %d mapped", len(a.fds), a.size, len(a.mem))
+	}
+	if len(rx.arenaMap.fds) != ArenaStripes || len(rx.arena) != len(a.mem) {
+		t.Fatalf("consumer: %d stripes, %d bytes", len(rx.arenaMap.fds), len(rx.arena))
+	}
+	var slots [][]byte
+	seen := map[int]bool{}
+	for i := range ArenaStripes * 3 {
+		b := a.Alloc(slot)
+		if b == nil {
+			t.Fatalf("Alloc %d: none", i)
+		}
+		off, _ := a.Offset(b)
+		stripe := int(off) / a.size
+		if i < ArenaStripes {
+			if seen[stripe] {
+				t.Fatalf("Alloc %d: stripe %d again before every stripe had one", i, stripe)
+			}
+			seen[stripe] = true
+		}
+		slots = append(slots, b)
+	}
+	if a.Alloc(slot) != nil {
+		t.Fatal("Alloc past the last slot")
+	}
+	for i, b := range slots {
+		off, _ := a.Offset(b)
+		p := []byte(fmt.Sprintf("slot %d", i))
+		if i%2 == 0 {
+			if err := a.Fill(b[7:], p); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := rx.WriteSlot(p, off+7); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b[7:7+len(p)], p) || !bytes.Equal(rx.arena[off+7:off+7+uint64(len(p))], p) {
+			t.Fatalf("slot %d: bytes written are not in both mappings", i)
+		}
+		dst := make([]byte, len(p))
+		if rx.Copy(dst, rx.arena[off+7:off+7+uint64(len(p))]); !bytes.Equal(dst, p) {
+			t.Fatalf("slot %d: Copy read %q", i, dst)
+		}
+	}
+	end := uint64(a.size) // the first stripe's end
+	if rx.WriteSlot(make([]byte, 20), end-10) == nil {
+		t.Fatal("WriteSlot across a stripe's end")
+	}
+	want := append(append([]byte(nil), rx.arena[end-10:end]...), rx.arena[end:end+10]...)
+	if dst := make([]byte, 20); rx.Copy(dst, rx.arena[end-10:end+10]) != 20 || !bytes.Equal(dst, want) {
+		t.Fatal("Copy across a stripe's end")
+	}
+	// A slot let go of comes back from its own stripe.
+	off, _ := a.Offset(slots[5])
+	if !a.Free(slots[5]) {
+		t.Fatal("Free refused")
+	}
+	b := a.Alloc(slot)
+	if got, _ := a.Offset(b); got != off {
+		t.Fatalf("Alloc after Free: offset %d, want %d", got, off)
+	}
+	if string(b[7:13]) == "slot 5" {
+		t.Fatal("a freed slot kept its bytes")
+	}
+}
+
+// TestMapArenaRejectsBadStripes: stripes of different sizes, too many,
+// or not a whole number of slots are refused, and their descriptors
+// closed.
+func TestMapArenaRejectsBadStripes(t *testing.T) {
+	mk := func(size int) int {
+		fd, _, err := newMemfd("test", size, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	_, _, rx := lending(t, 1)
+	var many []int
+	for range ArenaStripes + 1 {
+		many = append(many, mk(slot))
+	}
+	for name, fds := range map[string][]int{
+		"unequal":   {mk(slot), mk(2 * slot)},
+		"too many":  many,
+		"part slot": {mk(slot + pageSize)},
+		"none":      {},
+	} {
+		r := &Rx{hdr: rx.hdr}
+		if err := r.mapArena(fds); err == nil {
+			t.Fatalf("%s: mapped", name)
+		}
+		for _, fd := range fds {
+			if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil {
+				t.Fatalf("%s: descriptor %d left open", name, fd)
+			}
+		}
+	}
+}

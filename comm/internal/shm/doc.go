@@ -31,7 +31,7 @@
 // consumer that still maps it can only read it.
 //
 // A producer that keeps the bytes anyway (a comm server's cache) may
-// offer an [Arena] with its ring: its buffers live in one memfd that the
+// offer an [Arena] with its ring: its buffers live in memfds that the
 // consumer maps too, and a frame then references them in place
 // ([Tx.Lend]) with no copy at all, the producer keeping them until the
 // consumer has released the frame. The producer may also give the

@@ -9,8 +9,8 @@ import (
 )
 
 // maxPending bounds the descriptors received and not yet taken: a peer
-// sends two per ring it offers, three with an arena, and offers one.
-const maxPending = 4
+// sends two per ring it offers, plus an arena's stripes, and offers one.
+const maxPending = 2 + ArenaStripes
 
 // ErrDescriptors reports descriptors a peer sent that were not asked for.
 var ErrDescriptors = errors.New("shm: unexpected descriptors")
@@ -111,34 +111,27 @@ func (r *Reader) TakeRing() (hfd, dfd int, ok bool) {
 }
 
 // Accept is [Lazy.Accept] on a Reader: it takes the ring's two
-// descriptors and, when one more came with them (they come in one
-// message, and a connection carries one offer), the producer's arena.
+// descriptors and, when more came with them (they come in one message,
+// and a connection carries one offer), the producer's arena's stripes.
 func (r *Reader) Accept(cur *Rx) (*Rx, error) {
 	hfd, dfd, ok := r.TakeRing()
 	if !ok {
 		return nil, errors.New("shm: a shared ring offered without its descriptors")
 	}
-	afd := -1
-	if len(r.fds) > 0 {
-		afd = r.fds[0]
-		r.fds = r.fds[1:]
-	}
+	afds := r.fds
+	r.fds = nil
 	if cur != nil {
 		Close(hfd, dfd)
-		if afd >= 0 {
-			Close(afd)
-		}
+		Close(afds...)
 		return nil, errors.New("shm: a second shared ring offered")
 	}
 	rx, err := Map(hfd, dfd, MaxRing)
 	if err != nil {
-		if afd >= 0 {
-			Close(afd)
-		}
+		Close(afds...)
 		return nil, err
 	}
-	if afd >= 0 {
-		if err := rx.mapArena(afd); err != nil {
+	if len(afds) > 0 {
+		if err := rx.mapArena(afds); err != nil {
 			rx.Close()
 			return nil, err
 		}

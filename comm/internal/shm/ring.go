@@ -220,8 +220,8 @@ func Share(c UnixConn, size int, frame []byte, arena *Arena) (*Tx, error) {
 }
 
 // Offer writes frame to c with the ring's descriptors attached (header,
-// then data, then the arena's if there is one), handing the ring to the
-// peer.
+// then data, then the arena's stripes if there is one), handing the ring
+// to the peer.
 func (t *Tx) Offer(c UnixConn, frame []byte) error {
 	if t.hfd < 0 || t.area == nil {
 		return errors.New("shm: ring already offered or closed")
@@ -231,7 +231,7 @@ func (t *Tx) Offer(c UnixConn, frame []byte) error {
 	}
 	fds := []int{t.hfd, t.area.fd}
 	if t.arena != nil {
-		fds = append(fds, t.arena.fd)
+		fds = append(fds, t.arena.fds...)
 	}
 	n, _, err := c.WriteMsgUnix(frame, unix.UnixRights(fds...), nil)
 	unix.Close(t.hfd)
@@ -488,31 +488,43 @@ func Map(hfd, dfd, max int) (*Rx, error) {
 	return &Rx{hdr: hdr, data: data, head: headOf(hdr), bell: bellOf(hdr), returned: returnedOf(hdr)}, nil
 }
 
-// mapArena maps the arena whose descriptor came with the ring, taking
-// ownership of it: a memfd sealed against shrinking of at most MaxArena
-// bytes, a whole number of the slots the header states, mapped writable
-// (a writer fills slots it is given, see Take) and not populated (its
-// pages fault in, many at a time, as they are first used).
-func (r *Rx) mapArena(fd int) error {
-	defer unix.Close(fd)
-	size, err := sealedSize(fd)
-	if err != nil {
-		return err
-	}
-	if size <= 0 || size > MaxArena || size%pageSize != 0 {
-		return fmt.Errorf("%w: arena of %d bytes", ErrRing, size)
+// mapArena maps the arena whose stripes' descriptors came with the ring,
+// taking ownership of them: memfds of one size sealed against shrinking,
+// each a whole number of the slots the header states, at most MaxArena
+// bytes in all, mapped one after another writable (a writer fills slots
+// it is given, see Take) and not populated (their pages fault in, many at
+// a time, as they are first used).
+func (r *Rx) mapArena(fds []int) error {
+	defer Close(fds...)
+	if len(fds) == 0 || len(fds) > ArenaStripes {
+		return fmt.Errorf("%w: an arena in %d memfds", ErrRing, len(fds))
 	}
 	slot := slotSizeOf(r.hdr).Load()
-	if slot == 0 || slot%pageSize != 0 || uint64(size)%slot != 0 {
-		return fmt.Errorf("%w: arena of %d bytes in slots of %d", ErrRing, size, slot)
+	var size int64
+	for i, fd := range fds {
+		s, err := sealedSize(fd)
+		if err != nil {
+			return err
+		}
+		if i > 0 && s != size {
+			return fmt.Errorf("%w: arena stripes of %d and %d bytes", ErrRing, size, s)
+		}
+		size = s
 	}
-	m, err := mapShared(fd, int(size))
+	if size <= 0 || size > MaxArena/int64(len(fds)) || size%pageSize != 0 {
+		return fmt.Errorf("%w: arena of %d stripes of %d bytes", ErrRing, len(fds), size)
+	}
+	if slot == 0 || slot%pageSize != 0 || uint64(size)%slot != 0 {
+		return fmt.Errorf("%w: arena stripes of %d bytes in slots of %d", ErrRing, size, slot)
+	}
+	m, err := mapShared(fds, int(size))
 	if err != nil {
 		return err
 	}
+	total := uint64(len(m.mem))
 	mapped.Lock()
 	if m.mapped == nil {
-		m.mapped = make([]atomic.Uint64, (uint64(size)/slot+63)/64)
+		m.mapped = make([]atomic.Uint64, (total/slot+63)/64)
 	}
 	mapped.Unlock()
 	r.arena, r.arenaMap, r.slot = m.mem, m, int(slot)
@@ -529,10 +541,9 @@ var mapped struct {
 }
 
 type sharedMap struct {
-	key  [2]uint64
-	fd   int // a descriptor of its own, for Rx.WriteSlot
-	mem  []byte
-	refs int
+	key     [2]uint64
+	stripes // descriptors of its own, for Rx.WriteSlot and Rx.Copy
+	refs    int
 	// mapped has a bit per slot whose pages this process has mapped
 	// writable (Rx.Take), set once the slot size is known (mapArena).
 	mapped []atomic.Uint64
@@ -567,31 +578,36 @@ func (m *sharedMap) populate(i int, b []byte, cold bool) (call bool) {
 	return false
 }
 
-// mapShared returns the process's mapping of the arena fd, of size bytes,
-// mapping it the first time; release it once with unmapShared. The
-// caller keeps fd.
-func mapShared(fd, size int) (*sharedMap, error) {
+// mapShared returns the process's mapping of the arena whose stripes are
+// fds, of size bytes each, mapping it the first time; release it once
+// with unmapShared. The caller keeps fds.
+func mapShared(fds []int, size int) (*sharedMap, error) {
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	if err := unix.Fstat(fds[0], &st); err != nil {
 		return nil, fmt.Errorf("shm: fstat: %w", err)
 	}
 	key := [2]uint64{uint64(st.Dev), st.Ino}
 	mapped.Lock()
 	defer mapped.Unlock()
-	if m := mapped.m[key]; m != nil && len(m.mem) == size {
+	if m := mapped.m[key]; m != nil && m.size == size && len(m.fds) == len(fds) {
 		m.refs++
 		return m, nil
 	}
-	own, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("shm: dup: %w", err)
+	own := make([]int, 0, len(fds))
+	for _, fd := range fds {
+		d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			Close(own...)
+			return nil, fmt.Errorf("shm: dup: %w", err)
+		}
+		own = append(own, d)
 	}
-	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	st2, err := mapStripes(own, size)
 	if err != nil {
-		unix.Close(own)
-		return nil, fmt.Errorf("shm: mmap: %w", err)
+		Close(own...)
+		return nil, err
 	}
-	m := &sharedMap{key: key, fd: own, mem: mem, refs: 1}
+	m := &sharedMap{key: key, stripes: st2, refs: 1}
 	if mapped.m == nil {
 		mapped.m = map[[2]uint64]*sharedMap{}
 	}
@@ -611,8 +627,8 @@ func unmapShared(m *sharedMap) error {
 	if mapped.m[m.key] == m {
 		delete(mapped.m, m.key)
 	}
-	unix.Close(m.fd)
-	return unix.Munmap(m.mem)
+	Close(m.fds...)
+	return m.unmap()
 }
 
 // sealedSize returns the size of a memfd sealed against shrinking.
