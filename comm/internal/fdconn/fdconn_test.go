@@ -80,8 +80,11 @@ func TestWriteBuffers(t *testing.T) {
 	a, b := pair(t)
 	var want []byte
 	var v net.Buffers
-	for i := range 3000 { // past one writev's 1024 buffers
+	for i := range 3000 { // past one writev's buffers and bytes (maxIovecs, rawMax)
 		p := bytes.Repeat([]byte{byte(i)}, i%700)
+		if i == 1500 {
+			p = bytes.Repeat([]byte{1, 2, 3}, rawMax)
+		}
 		v = append(v, p)
 		want = append(want, p...)
 	}

@@ -6,6 +6,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pispace/pispace/comm/internal/fdconn"
 )
 
 // maxPending bounds the descriptors received and not yet taken: a peer
@@ -52,7 +54,7 @@ func (r *Reader) ReadFd(fd int, p []byte) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
-	n, oobn, flags, _, err := unix.Recvmsg(fd, p, r.oob, unix.MSG_CMSG_CLOEXEC)
+	n, oobn, flags, err := fdconn.Recvmsg(fd, p, r.oob)
 	return r.done(n, oobn, flags, err)
 }
 
@@ -192,7 +194,7 @@ func (l *Lazy) ReadFd(fd int, p []byte) (int, error) {
 	if l.fds != nil {
 		return l.fds.ReadFd(fd, p)
 	}
-	n, err := syscall.Read(fd, p[:min(len(p), switchAfter)])
+	n, err := fdconn.Read(fd, p[:min(len(p), switchAfter)])
 	l.count(n)
 	return n, err
 }

@@ -19,6 +19,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/pispace/pispace/comm/internal/fdconn"
 )
 
 // Reader reads a socket, spinning for up to its budget before each
@@ -57,7 +59,7 @@ type Source interface {
 // spinning it returns src itself.
 func NewSource(nc net.Conn, src Source, budget time.Duration) io.Reader {
 	var plain io.Reader = nc
-	raw := syscall.Read
+	raw := fdconn.Read
 	if src != nil {
 		plain, raw = src, src.ReadFd
 	}
