@@ -33,7 +33,7 @@ const (
 	TSetAttr    wire.Type = 17 // SetAttr -> TOK
 	TStat       wire.Type = 18 // Stat -> TInfo
 	TSubscribe  wire.Type = 19 // reader -> writer (direct path): Subscribe -> TData..., TEOF
-	TRing       wire.Type = 20 // Unix sockets only: the sender's shared ring (comm/internal/shm), its descriptor attached; no body, no reply
+	TRing       wire.Type = 20 // Unix sockets only: the sender's shared ring (comm/internal/shm), its descriptors (and its arena's) attached; no body, no reply
 	TTrim       wire.Type = 21 // Trim -> TOK with Trimmed
 	TArena      wire.Type = 22 // Unix sockets only, client -> server: offer your ring with its arena, and give me slots to write in; no body, no reply
 )

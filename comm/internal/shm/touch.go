@@ -22,7 +22,7 @@ import (
 // not help: the shadow entry is made at the first user access. There, a
 // writer fills every slot with WriteSlot, a reader copies lent bytes out
 // with Copy and the arena's owner writes its own slots with Fill, all
-// through the arena's descriptor; elsewhere they use the mapping as
+// through the arena's descriptors; elsewhere they use the mapping as
 // before.
 //
 // Which machine this is, is measured once per process, the first time it
