@@ -454,8 +454,14 @@ func (r *Reader) endOfStream(m proto.EOF) error {
 			return fmt.Errorf("%w: sealed at %d, reader at %d", ErrGap, m.Length, r.off)
 		}
 		r.eof = true
-		if r.cc != nil {
-			r.cc.sendReq(proto.TReadDone, 0, &proto.Ref{Space: r.s.name, Instance: r.info.Instance})
+		// On the space's control connection, where this client's close of
+		// the space goes too: the server then has the instance marked read
+		// before that close, which deletes a space whose every byte was
+		// read. Frames on two connections have no order (a close could
+		// overtake this on the reader's own connection).
+		done := &proto.Ref{Space: r.s.name, Instance: r.info.Instance}
+		if !r.s.notify(proto.TReadDone, done) && r.cc != nil {
+			r.cc.sendReq(proto.TReadDone, 0, done)
 		}
 		if r.src == srcDirect && r.dc != nil {
 			// The subscription ended cleanly: the connection can serve

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/pispace/pispace/comm/internal/proto"
+	"github.com/pispace/pispace/comm/wire"
 )
 
 // Space is an open π-space: a namespace of channels. It is safe for
@@ -254,6 +255,25 @@ func (s *Space) dialCtl(ctx context.Context) (*conn, error) {
 		return nil, fmt.Errorf("comm: reopen space %q: %w", s.name, err)
 	}
 	return c, nil
+}
+
+// notify sends a frame that has no reply on the space's control
+// connection, when it has one; false when it does not (or the space is
+// closed, or the connection broke).
+func (s *Space) notify(t wire.Type, m proto.Msg) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.ctl == nil {
+		return false
+	}
+	if err := s.ctl.sendReq(t, 0, m); err != nil {
+		if isConnErr(err) {
+			s.ctl.close()
+			s.ctl = nil
+		}
+		return false
+	}
+	return true
 }
 
 // Close leaves the space. The last user's close deletes the space if every
