@@ -23,9 +23,9 @@
 // with one P stalled (the 4-rank 1 Mi-element Allreduce 43-59 -> 51-68
 // ms).
 //
-// Its reads and writes, and Read and Recvmsg for other non-blocking
-// sockets (the spinning reads of package spin), are raw system calls of
-// at most a MiB each (see rawMax).
+// Its reads and writes are raw system calls (package rawio); so is the
+// recvmsg of ReadMsgUnix, but not the sendmsg of WriteMsgUnix, which
+// carries a ring's offer once per connection.
 package fdconn
 
 import (
@@ -37,9 +37,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pispace/pispace/comm/internal/rawio"
 )
 
 // Conn is a Unix stream connection outside the runtime's poller. It is a
@@ -238,7 +239,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		n, err := Read(c.fd, p)
+		n, err := rawio.Read(c.fd, p)
 		switch {
 		case n > 0:
 			return n, nil
@@ -275,7 +276,7 @@ func (c *Conn) WriteBuffers(v *net.Buffers) (int64, error) {
 	}
 	var total int64
 	for consume(v, 0); len(*v) > 0; {
-		n, err := rawWritev(c.fd, *v)
+		n, err := rawio.Writev(c.fd, *v)
 		if n > 0 {
 			total += int64(n)
 			consume(v, n)
@@ -292,58 +293,6 @@ func (c *Conn) WriteBuffers(v *net.Buffers) (int64, error) {
 		}
 	}
 	return total, nil
-}
-
-// The socket is non-blocking, so reads and writes wait for nothing but
-// their copy, and they are raw system calls: an ordinary one marks the
-// goroutine's P as in a system call, and a thread the kernel preempts
-// inside it (ranks outnumber cores) loses the P to sysmon after 20 µs,
-// which wakes another thread for it, and the first one must find a P
-// again when it returns. A raw call keeps the P, so each moves at most
-// rawMax bytes (a copy of a few hundred µs at most), as shm's copies do.
-const rawMax = 1 << 20
-
-// maxIovecs bounds one writev.
-const maxIovecs = 64
-
-// Read is read(2) of at most rawMax bytes of fd, a raw system call for
-// a non-blocking descriptor.
-func Read(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	p = p[:min(len(p), rawMax)]
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-// rawWritev is writev(2) of the first buffers of v, at most maxIovecs
-// of them and rawMax bytes (at least one byte); v's first buffer is not
-// empty (consume drops empty ones).
-func rawWritev(fd int, v net.Buffers) (int, error) {
-	var iov [maxIovecs]unix.Iovec
-	k, total := 0, 0
-	for _, b := range v {
-		if k == maxIovecs || total == rawMax {
-			break
-		}
-		if len(b) == 0 {
-			continue
-		}
-		b = b[:min(len(b), rawMax-total)]
-		iov[k].Base = &b[0]
-		iov[k].SetLen(len(b))
-		k++
-		total += len(b)
-	}
-	r, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }
 
 // consume drops the first n bytes of v, and the empty buffers that lead it.
@@ -375,7 +324,7 @@ func (c *Conn) ReadMsgUnix(b, oob []byte) (n, oobn, flags int, addr *net.UnixAdd
 		return 0, 0, 0, nil, err
 	}
 	for {
-		n, oobn, flags, err = Recvmsg(c.fd, b, oob)
+		n, oobn, flags, err = rawio.Recvmsg(c.fd, b, oob)
 		switch {
 		case err == nil && n == 0 && oobn == 0 && len(b) > 0:
 			return 0, 0, flags, nil, io.EOF
@@ -390,29 +339,6 @@ func (c *Conn) ReadMsgUnix(b, oob []byte) (n, oobn, flags int, addr *net.UnixAdd
 			return 0, 0, 0, nil, err
 		}
 	}
-}
-
-// Recvmsg is recvmsg(2) of at most rawMax bytes of fd, a raw system call
-// for a non-blocking descriptor, without asking for the peer's address (a
-// connected socket's), which unix.Recvmsg decodes into an allocation on
-// every call; descriptors received come close-on-exec.
-func Recvmsg(fd int, b, oob []byte) (n, oobn, flags int, err error) {
-	var msg unix.Msghdr
-	var iov unix.Iovec
-	if len(b) > 0 {
-		iov.Base = &b[0]
-		iov.SetLen(min(len(b), rawMax))
-		msg.Iov, msg.Iovlen = &iov, 1
-	}
-	if len(oob) > 0 {
-		msg.Control = &oob[0]
-		msg.SetControllen(len(oob))
-	}
-	r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_CMSG_CLOEXEC)
-	if e != 0 {
-		return 0, 0, 0, e
-	}
-	return int(r), int(msg.Controllen), int(msg.Flags), nil
 }
 
 // WriteMsgUnix writes as (*net.UnixConn).WriteMsgUnix does, to the
@@ -499,21 +425,16 @@ func (c *Conn) setDeadline(t time.Time, read, write bool) error {
 }
 
 // SetWriteBuffer sets the socket's send buffer (SO_SNDBUF).
-func (c *Conn) SetWriteBuffer(n int) error { return c.setsockopt(unix.SO_SNDBUF, n) }
-
-// SetReadBuffer sets the socket's receive buffer (SO_RCVBUF).
-func (c *Conn) SetReadBuffer(n int) error { return c.setsockopt(unix.SO_RCVBUF, n) }
-
-func (c *Conn) setsockopt(opt, n int) error {
+func (c *Conn) SetWriteBuffer(n int) error {
 	if !c.acquire() {
 		return net.ErrClosed
 	}
 	defer c.release()
-	return os.NewSyscallError("setsockopt", unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, opt, n))
+	return os.NewSyscallError("setsockopt", unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, n))
 }
 
-// SyscallConn implements syscall.Conn. Its Read and Write wait in poll(2)
-// as the Conn's own operations do.
+// SyscallConn implements syscall.Conn. Its Read and Write wait as the
+// Conn's own operations do.
 func (c *Conn) SyscallConn() (syscall.RawConn, error) { return rawConn{c}, nil }
 
 type rawConn struct{ c *Conn }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pispace/pispace/comm/internal/rawio"
 )
 
 // pair returns two connected Conns over a Unix stream socket pair.
@@ -80,10 +82,10 @@ func TestWriteBuffers(t *testing.T) {
 	a, b := pair(t)
 	var want []byte
 	var v net.Buffers
-	for i := range 3000 { // past one writev's buffers and bytes (maxIovecs, rawMax)
+	for i := range 3000 { // past one writev's buffers and bytes (rawio.MaxIovecs, rawio.Max)
 		p := bytes.Repeat([]byte{byte(i)}, i%700)
 		if i == 1500 {
-			p = bytes.Repeat([]byte{1, 2, 3}, rawMax)
+			p = bytes.Repeat([]byte{1, 2, 3}, rawio.Max)
 		}
 		v = append(v, p)
 		want = append(want, p...)

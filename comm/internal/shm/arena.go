@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pispace/pispace/comm/internal/rawio"
 )
 
 // An Arena is memory a process shares with the consumers of its rings:
@@ -392,7 +394,7 @@ func (r *Rx) WriteSlot(p []byte, off uint64) error {
 // pwriteAll writes p at off of fd.
 func pwriteAll(fd int, p []byte, off int64) error {
 	for len(p) > 0 {
-		n, err := pwrite(fd, p, off)
+		n, err := rawio.Pwrite(fd, p, off)
 		if err == unix.EINTR {
 			continue
 		}
@@ -434,7 +436,7 @@ func (r *Rx) Copy(dst, v []byte) int {
 	}
 	for done := 0; done < n; {
 		fd, pos, room := r.arenaMap.at(uint64(off + done))
-		k, err := pread(fd, dst[done:min(n, done+room)], pos)
+		k, err := rawio.Pread(fd, dst[done:min(n, done+room)], pos)
 		if err == unix.EINTR {
 			continue
 		}

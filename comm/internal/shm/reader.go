@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pispace/pispace/comm/internal/fdconn"
+	"github.com/pispace/pispace/comm/internal/rawio"
 )
 
 // maxPending bounds the descriptors received and not yet taken: a peer
@@ -54,7 +54,7 @@ func (r *Reader) ReadFd(fd int, p []byte) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
-	n, oobn, flags, err := fdconn.Recvmsg(fd, p, r.oob)
+	n, oobn, flags, err := rawio.Recvmsg(fd, p, r.oob)
 	return r.done(n, oobn, flags, err)
 }
 
@@ -194,7 +194,7 @@ func (l *Lazy) ReadFd(fd int, p []byte) (int, error) {
 	if l.fds != nil {
 		return l.fds.ReadFd(fd, p)
 	}
-	n, err := fdconn.Read(fd, p[:min(len(p), switchAfter)])
+	n, err := rawio.Read(fd, p[:min(len(p), switchAfter)])
 	l.count(n)
 	return n, err
 }

@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pispace/pispace/comm/internal/fdconn"
+	"github.com/pispace/pispace/comm/internal/rawio"
 )
 
 // Reader reads a socket, spinning for up to its budget before each
@@ -59,7 +59,7 @@ type Source interface {
 // spinning it returns src itself.
 func NewSource(nc net.Conn, src Source, budget time.Duration) io.Reader {
 	var plain io.Reader = nc
-	raw := fdconn.Read
+	raw := rawio.Read
 	if src != nil {
 		plain, raw = src, src.ReadFd
 	}
